@@ -1,0 +1,2 @@
+"""Models registered into ``paddleseg.cvlibs.manager.MODELS``."""
+from paddleseg_ctx.models.base import ContextSegModel

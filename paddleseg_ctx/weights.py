@@ -1,0 +1,72 @@
+"""Loading whole-model weights strictly, from a local file or a URL."""
+import os
+
+import paddle
+
+__all__ = ['WeightsError', 'load_model_weights', 'check_state_dict',
+           'resolve_weights']
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be found, fetched or matched to a model."""
+
+
+def resolve_weights(path_or_url):
+    """Return a local file for ``path_or_url`` (downloading URLs)."""
+    if path_or_url.startswith(('http://', 'https://')):
+        from paddleseg_ctx.pretrained import fetch
+        return fetch(path_or_url)
+    if not os.path.isfile(path_or_url):
+        raise WeightsError(
+            'Weights file "{}" does not exist. Point `pretrained` / '
+            '`--model_path` at an existing .pdparams file.'.format(path_or_url))
+    return path_or_url
+
+
+def check_state_dict(model, state_dict, source='<state dict>'):
+    """Raise ``WeightsError`` unless ``state_dict`` matches ``model`` exactly
+    (same keys, same shapes)."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong_shape = [
+        '{}: file {} vs model {}'.format(k, list(state_dict[k].shape),
+                                          list(own[k].shape)) for k in own
+        if k in state_dict and list(state_dict[k].shape) != list(own[k].shape)
+    ]
+    problems = []
+    for title, keys in (('missing', missing), ('unexpected', unexpected),
+                        ('shape mismatch', wrong_shape)):
+        if keys:
+            shown = ', '.join(keys[:8]) + (' ...' if len(keys) > 8 else '')
+            problems.append('{} {} key(s): {}'.format(len(keys), title, shown))
+    if problems:
+        raise WeightsError(
+            'Weights in {} do not fit {}:\n  {}\nIs it a checkpoint of this '
+            'model with the same backbone and num_classes? Checkpoints of other '
+            'toolboxes need `python -m paddleseg_ctx.convert` first.'.format(
+                source, type(model).__name__, '\n  '.join(problems)))
+
+
+def load_model_weights(model, path_or_url, strict=True):
+    """Load whole-model weights into ``model``.
+
+    Args:
+        model (nn.Layer): The model.
+        path_or_url (str): ``.pdparams`` file or URL of one.
+        strict (bool): Require identical keys and shapes (default). With
+            ``strict=False`` only matching entries are loaded.
+    """
+    path = resolve_weights(path_or_url)
+    state_dict = paddle.load(path)
+    if strict:
+        check_state_dict(model, state_dict, source=path)
+    else:
+        own = model.state_dict()
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if k in own and list(v.shape) == list(own[k].shape)
+        }
+    model.set_state_dict(state_dict)
+    return model
