@@ -1,0 +1,68 @@
+"""Helpers shared by the model tests: random weights, parity and export checks."""
+import numpy as np
+import paddle
+
+from paddleseg_ctx.deploy import InferenceRunner, save_inference_model
+
+# Odd sizes, not multiples of 8 (exercise padding / resize paths).
+PARITY_INPUTS = ((1, 3, 97, 129), (2, 3, 64, 64))
+
+
+def randomize(model, seed=0):
+    """Fill every parameter and buffer of ``model`` with random values.
+
+    BatchNorm statistics get non-trivial means and positive variances, so a
+    model that drops or mis-wires a BN layer cannot pass a parity test.
+    Small weights keep activations finite through deep backbones.
+    """
+    rng = np.random.RandomState(seed)
+    state = {}
+    for name, value in model.state_dict().items():
+        shape = value.shape
+        if name.endswith('_variance'):
+            arr = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith('_mean'):
+            arr = rng.normal(0, 0.1, shape)
+        elif len(shape) <= 1:
+            arr = rng.normal(0, 0.1, shape) + (1.0 if name.endswith(
+                'weight') else 0.0)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            arr = rng.normal(0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
+        state[name] = arr.astype(str(value.numpy().dtype))
+    model.set_state_dict(state)
+    return state
+
+
+def assert_logits_close(actual, expected, rtol=1e-5, what='logits'):
+    """Max abs difference within ``rtol`` x the largest |expected| value."""
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, '{}: shape {} != {}'.format(
+        what, actual.shape, expected.shape)
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    err = float(np.abs(actual - expected).max())
+    assert err <= rtol * scale, '{}: max diff {:.3g} > {:.1g} x {:.3g}'.format(
+        what, err, rtol, scale)
+
+
+def run_eval(model, shape, seed=1):
+    """Eval-mode forward on a random input; returns (input, [np logits])."""
+    x = paddle.to_tensor(
+        np.random.RandomState(seed).uniform(-1, 1, shape).astype('float32'))
+    model.eval()
+    with paddle.no_grad():
+        outs = model(x)
+    return x.numpy(), [o.numpy() for o in outs]
+
+
+def assert_export_matches(model, tmp_dir, shapes, rtol=1e-4):
+    """Export with a dynamic InputSpec and check Paddle Inference against
+    dygraph on each input shape (raw main logits)."""
+    program, params = save_inference_model(
+        model, str(tmp_dir), input_shape=None, output_op='none')
+    runner = InferenceRunner(program, params)
+    for shape in shapes:
+        x, outs = run_eval(model, shape)
+        assert_logits_close(runner(x), outs[0], rtol=rtol,
+                            what='exported logits {}'.format(shape))
