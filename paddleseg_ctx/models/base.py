@@ -25,7 +25,8 @@ class ContextSegModel(nn.Layer):
         backbone (nn.Layer): Backbone exposing ``feat_channels``.
         backbone_indices (sequence[int]): Backbone outputs given to ``decode``;
             their channels are in ``self.in_channels``.
-        enable_auxiliary_loss (bool): Return auxiliary logits in training.
+        enable_auxiliary_loss (bool): Return auxiliary logits after the main
+            one (in eval mode too, like PaddleSeg; evaluation uses the first).
         align_corners (bool): ``align_corners`` of the final bilinear resize.
         align_mode (int): ``align_mode`` of that resize when
             ``align_corners`` is False (0: half-pixel, 1: asymmetric).
