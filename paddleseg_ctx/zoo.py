@@ -1,0 +1,175 @@
+"""The model zoo file, ``configs/model_zoo.yml``: load it and check its schema.
+
+The file is a YAML list with one entry per published result (see the comment
+at its top for the fields).  :func:`load_zoo` returns the entries as plain
+dicts after checking every field, and raises :class:`ZooError` listing all
+problems found (unknown or missing keys, wrong types or values, config files
+that do not exist).
+"""
+import os
+from typing import Callable, NamedTuple, Union
+
+import yaml
+
+__all__ = ['ZOO_FILE', 'ZooError', 'load_zoo', 'validate_zoo']
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
+
+MODELS = ('GINet', 'GCNet', 'ISANet', 'ISNet')
+SOURCES = ('paddleseg', 'mmseg', 'ssseg')
+DATASETS = ('cityscapes', 'voc12aug', 'ade20k', 'cocostuff10k', 'lip')
+
+
+class ZooError(ValueError):
+    """The model zoo file is malformed; the message lists every problem."""
+
+
+class Field(NamedTuple):
+    expected: str  # what a valid value looks like, quoted in error messages
+    check: Union[Callable, dict]  # predicate, or the fields of a sub-mapping
+    required: bool = True
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_size(v):
+    return (isinstance(v, list) and len(v) == 2 and
+            all(_is_int(x) and x > 0 for x in v))
+
+
+def _one_of(choices):
+    return Field('one of ' + ', '.join(choices), lambda v: v in choices)
+
+
+_SIZE = Field('[width, height], two positive integers', _is_size)
+_PERCENT = Field('a mIoU in percent (0-100), or null if not published',
+                 lambda v: v is None or (_is_number(v) and 0 <= v <= 100))
+
+EVAL_FIELDS = {
+    'mode': _one_of(('whole', 'slide')),
+    'slide_crop_size': _SIZE._replace(required=False),  # only for slide
+    'slide_stride': _SIZE._replace(required=False),  # only for slide
+    'ms_scales': Field(
+        'a non-empty list of positive numbers (the scales behind ms+flip)',
+        lambda v: isinstance(v, list) and v and
+        all(_is_number(s) and s > 0 for s in v)),
+    'merge': _one_of(('logits', 'probs')),  # what ms/flip TTA averages
+    'miou': _one_of(('empty_as_zero', 'nanmean')),  # classes with no pixels
+}
+
+ENTRY_FIELDS = {
+    'config': Field('a repo-relative path to a .yml file',
+                    lambda v: isinstance(v, str) and v.endswith('.yml')),
+    'model': _one_of(MODELS),
+    'source': _one_of(SOURCES),
+    'backbone': Field('a registered backbone type name',
+                      lambda v: isinstance(v, str) and v != ''),
+    'dataset': _one_of(DATASETS),
+    'crop_size': _SIZE,
+    'iters': Field('a positive integer', lambda v: _is_int(v) and v > 0),
+    'gpus': Field('a positive integer, or null if the source did not record it',
+                  lambda v: v is None or (_is_int(v) and v > 0)),
+    'batch_size_per_gpu': Field('a positive integer',
+                                lambda v: _is_int(v) and v > 0),
+    'published': Field('a mapping', {
+        'miou': _PERCENT,
+        'miou_flip': _PERCENT,
+        'miou_ms_flip': _PERCENT,
+    }),
+    'weights': Field('an http(s) URL',
+                     lambda v: isinstance(v, str) and
+                     v.startswith(('http://', 'https://'))),
+    'eval': Field('a mapping', EVAL_FIELDS),
+    'note': Field('a string', lambda v: isinstance(v, str), required=False),
+}
+
+
+def _check_mapping(value, fields, where, errors):
+    if not isinstance(value, dict):
+        errors.append('{}: expected a mapping, got {!r}'.format(where, value))
+        return
+    for key in value:
+        if key not in fields:
+            errors.append('{}: unknown key {!r} (allowed: {})'.format(
+                where, key, ', '.join(fields)))
+    for key, field in fields.items():
+        path = '{}.{}'.format(where, key)
+        if key not in value:
+            if field.required:
+                errors.append('{}: missing (expected {})'.format(
+                    path, field.expected))
+        elif isinstance(field.check, dict):
+            _check_mapping(value[key], field.check, path, errors)
+        elif not field.check(value[key]):
+            errors.append('{}: expected {}, got {!r}'.format(
+                path, field.expected, value[key]))
+
+
+def _check_entry(entry, where, root, errors):
+    _check_mapping(entry, ENTRY_FIELDS, where, errors)
+    if not isinstance(entry, dict):
+        return
+    config = entry.get('config')
+    if isinstance(config, str) and not os.path.isfile(
+            os.path.join(root, config)):
+        errors.append('{}.config: {} does not exist (paths are relative to '
+                      '{})'.format(where, config, root))
+    published = entry.get('published')
+    if isinstance(published, dict) and all(
+            published.get(k) is None for k in ENTRY_FIELDS['published'].check):
+        errors.append('{}.published: at least one mIoU must be a number'.format(
+            where))
+    ev = entry.get('eval')
+    if isinstance(ev, dict):
+        slide_keys = [k for k in ('slide_crop_size', 'slide_stride') if k in ev]
+        if ev.get('mode') == 'slide' and len(slide_keys) != 2:
+            errors.append('{}.eval: mode slide needs slide_crop_size and '
+                          'slide_stride'.format(where))
+        if ev.get('mode') == 'whole' and slide_keys:
+            errors.append('{}.eval: {} only apply to mode slide'.format(
+                where, ', '.join(slide_keys)))
+
+
+def validate_zoo(entries, root=REPO_ROOT, source='model zoo'):
+    """Check parsed zoo ``entries``; raise :class:`ZooError` on any problem.
+
+    ``root`` is the directory the ``config`` paths are relative to;
+    ``source`` names the file in error messages.
+    """
+    if not isinstance(entries, list) or not entries:
+        raise ZooError('{}: expected a non-empty YAML list of entries'.format(
+            source))
+    errors = []
+    seen = {}
+    for i, entry in enumerate(entries):
+        name = entry.get('config') if isinstance(entry, dict) else None
+        where = 'entry {}'.format(i) + (' ({})'.format(name) if name else '')
+        _check_entry(entry, where, root, errors)
+        if isinstance(name, str) and name in seen:
+            errors.append('{}: same config as entry {}'.format(
+                where, seen[name]))
+        seen.setdefault(name, i)
+    if errors:
+        raise ZooError('{} is invalid:\n  '.format(source) + '\n  '.join(errors)
+                       + '\nSee the field list at the top of '
+                       'configs/model_zoo.yml.')
+
+
+def load_zoo(path=ZOO_FILE):
+    """Read and validate the zoo file; return its entries (list of dicts).
+
+    ``config`` paths are resolved against the parent of the directory that
+    holds the zoo file (the repository root for ``configs/model_zoo.yml``).
+    """
+    with open(path, encoding='utf-8') as f:
+        entries = yaml.safe_load(f)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    validate_zoo(entries, root, source=path)
+    return entries
