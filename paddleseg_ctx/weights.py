@@ -12,15 +12,15 @@ class WeightsError(RuntimeError):
 
 
 def resolve_weights(path_or_url):
-    """Return a local file for ``path_or_url`` (downloading URLs)."""
-    if path_or_url.startswith(('http://', 'https://')):
-        from paddleseg_ctx.pretrained import fetch
-        return fetch(path_or_url)
-    if not os.path.isfile(path_or_url):
+    """Return a local .pdparams file for ``path_or_url`` (downloading URLs,
+    unpacking archives; see ``paddleseg_ctx.pretrained``)."""
+    from paddleseg_ctx.pretrained import local_file  # lazy: pretrained imports this module
+    path = local_file(path_or_url)
+    if not os.path.isfile(path):
         raise WeightsError(
             'Weights file "{}" does not exist. Point `pretrained` / '
             '`--model_path` at an existing .pdparams file.'.format(path_or_url))
-    return path_or_url
+    return path
 
 
 def check_state_dict(model, state_dict, source='<state dict>'):

@@ -1,0 +1,210 @@
+"""Pretrained weights named by URL, with a clear way out when offline.
+
+Published configs keep PaddleSeg's weight URLs (``model.backbone.pretrained``,
+``model.pretrained``).  ``fetch(url)`` returns a local ``.pdparams`` file:
+
+* cache hit: no network.  The cache is PaddleSeg's own download cache,
+  ``$SEG_HOME/pretrained_model`` (default ``~/.paddleseg/pretrained_model``),
+  with PaddleSeg's layout, so weights PaddleSeg downloaded before are reused;
+* otherwise one download with a short timeout (archives are unpacked);
+* local ``.tar.gz`` / ``.zip`` archives are unpacked too (``local_file``);
+* failure: ``PretrainedDownloadError`` naming the URL, the path where the
+  file can be put by hand, and the config key that can point at a local file.
+  No lock or partial files are left behind.
+
+``PADDLESEG_PATCHES`` routes PaddleSeg's ``utils.load_pretrained_model`` /
+``download_pretrained_model`` (used by every backbone and model) through the
+same code; ``paddleseg_ctx.compat`` applies them on import.
+"""
+import contextlib
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from urllib.parse import unquote, urlparse
+
+import paddleseg
+import requests
+from paddleseg.cvlibs import manager
+from paddleseg.utils import logger, seg_env
+from paddleseg.utils import utils as paddleseg_utils
+
+from paddleseg_ctx.weights import WeightsError
+
+__all__ = ['PretrainedDownloadError', 'fetch', 'local_file', 'cache_path',
+           'download_target', 'TIMEOUT']
+
+# (connect, read) seconds: an offline machine fails within seconds.
+TIMEOUT = (5, 30)
+_ARCHIVES = ('.tar.gz', '.tgz', '.tar', '.zip')
+WHOLE_MODEL_KEY = '`model.pretrained` (or `--model_path`)'
+BACKBONE_KEY = '`model.backbone.pretrained`'
+
+
+class PretrainedDownloadError(WeightsError):
+    """Pretrained weights could not be downloaded."""
+
+
+def is_url(path):
+    """True for ``scheme://host/...`` (PaddleSeg's own test)."""
+    return bool(urlparse(path).netloc)
+
+
+def _is_archive(name):
+    return name.lower().endswith(_ARCHIVES)
+
+
+def _names(url):
+    """PaddleSeg's cache naming: ``(folder, file)`` under the cache root."""
+    parts = unquote(url).split('?')[0].split('/')
+    if _is_archive(parts[-1]):
+        return parts[-1].split('.')[0], 'model.pdparams'
+    return parts[-2], parts[-1]
+
+
+def cache_path(url):
+    """The ``.pdparams`` file ``fetch(url)`` returns (PaddleSeg's layout)."""
+    folder, name = _names(url)
+    return os.path.join(seg_env.PRETRAINED_MODEL_HOME, folder, name)
+
+
+def download_target(url):
+    """Where the file behind ``url`` goes, as downloaded: the ``.pdparams``
+    cache path, or for an archive ``<cache root>/<archive name>``."""
+    name = unquote(url).split('?')[0].split('/')[-1]
+    if _is_archive(name):
+        return os.path.join(seg_env.PRETRAINED_MODEL_HOME, name)
+    return cache_path(url)
+
+
+def fetch(url, config_key=WHOLE_MODEL_KEY):
+    """Return a local ``.pdparams`` file for ``url``, downloading it at most
+    once.  ``config_key`` names the setting that holds ``url`` (for the
+    error message)."""
+    path, target = cache_path(url), download_target(url)
+    if os.path.isfile(path):
+        return path
+    if os.path.isfile(target):  # an archive put there by hand
+        return _unpack(target, path)
+    logger.info('Downloading {} (timeout {} s)'.format(url, TIMEOUT[0]))
+    with tempfile.TemporaryDirectory(dir=seg_env.PRETRAINED_MODEL_HOME) as tmp:
+        download = os.path.join(tmp, os.path.basename(target))
+        try:
+            with open(download, 'wb') as file:
+                _download(url, file)
+            if target != path:
+                return _unpack(download, path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(download, path)
+            return path
+        except (requests.RequestException, OSError, tarfile.TarError,
+                zipfile.BadZipFile) as error:
+            raise PretrainedDownloadError(
+                'Could not download pretrained weights from\n  {}\n({}: {}).\n'
+                'If this machine is offline, either\n'
+                '  - download that file elsewhere and put it at\n      {}\n'
+                '    (it is used from there next time, without downloading), or\n'
+                '  - set {} in the config to a local .pdparams / .tar.gz file.'
+                .format(url, type(error).__name__, error, target,
+                        config_key)) from None
+
+
+def local_file(path_or_url, config_key=WHOLE_MODEL_KEY):
+    """``fetch`` URLs and unpack local archives; other paths are returned
+    unchanged."""
+    if is_url(path_or_url):
+        return fetch(path_or_url, config_key)
+    if _is_archive(path_or_url) and os.path.isfile(path_or_url):
+        folder, name = _names(path_or_url)
+        unpacked = os.path.join(seg_env.PRETRAINED_MODEL_HOME, 'local', folder, name)
+        return _unpack(path_or_url, unpacked)
+    return path_or_url
+
+
+def _download(url, file):
+    with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+        response.raise_for_status()
+        for chunk in response.iter_content(chunk_size=1 << 20):
+            file.write(chunk)
+
+
+def _unpack(archive, path):
+    """Copy the weights file inside ``archive`` to ``path``; return ``path``."""
+    with _weights_member(archive) as source:
+        _write_atomically(path, lambda target: shutil.copyfileobj(source, target))
+    return path
+
+
+@contextlib.contextmanager
+def _weights_member(archive):
+    """Open the ``model.pdparams`` (or only ``.pdparams``) member of ``archive``."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as bundle:
+            yield bundle.open(_pick_weights(archive, bundle.namelist()))
+    else:
+        with tarfile.open(archive) as bundle:
+            names = [m.name for m in bundle.getmembers() if m.isfile()]
+            yield bundle.extractfile(_pick_weights(archive, names))
+
+
+def _pick_weights(archive, names):
+    weights = [n for n in names if n.endswith('.pdparams')]
+    chosen = [n for n in weights if os.path.basename(n) == 'model.pdparams']
+    chosen = chosen or weights
+    if len(chosen) != 1:
+        raise PretrainedDownloadError(
+            'Archive {} should hold one model.pdparams, found: {}'.format(
+                archive, ', '.join(weights) or 'no .pdparams file'))
+    return chosen[0]
+
+
+def _write_atomically(path, write):
+    """Call ``write(file)`` on a temporary file, then move it to ``path``: an
+    interrupted write never leaves a truncated ``path`` (nor the temporary)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, part = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.part')
+    try:
+        with os.fdopen(fd, 'wb') as file:
+            write(file)
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+
+
+def _config_key(layer):
+    """The config key that holds ``layer``'s ``pretrained`` setting."""
+    backbone_modules = {
+        component.__module__
+        for component in manager.BACKBONES.components_dict.values()
+    }
+    if type(layer).__module__ in backbone_modules:
+        return BACKBONE_KEY
+    return WHOLE_MODEL_KEY
+
+
+# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the config key.
+def _load_pretrained_model(original):
+    def load_pretrained_model(model, pretrained_model):
+        if pretrained_model is not None:
+            pretrained_model = local_file(pretrained_model, _config_key(model))
+        return original(model, pretrained_model)
+    load_pretrained_model.__doc__ = original.__doc__
+    return load_pretrained_model
+
+
+# Replaces PaddleSeg's downloader (15 s timeout, stale .lock on failure); vit/cae backbones call it directly.
+def _download_pretrained_model(original):
+    def download_pretrained_model(url):
+        return fetch(url, '{} / {}'.format(BACKBONE_KEY, WHOLE_MODEL_KEY))
+    return download_pretrained_model
+
+
+# (owner, attribute, make(original)) for paddleseg_ctx.compat.Fix.  The package
+# alias `paddleseg.utils.load_pretrained_model` is used by e.g. models/enet.py.
+PADDLESEG_PATCHES = [
+    (paddleseg_utils, 'load_pretrained_model', _load_pretrained_model),
+    (paddleseg.utils, 'load_pretrained_model', _load_pretrained_model),
+    (paddleseg_utils, 'download_pretrained_model', _download_pretrained_model),
+]
