@@ -1,0 +1,146 @@
+"""ISANet with PaddleSeg's head: Huang et al., "Interlaced Sparse
+Self-Attention for Semantic Segmentation", arXiv:1907.12273 (2019).
+
+State-dict keys are those of PaddleSeg 2.8's ``ISANet``, so its published
+``.pdparams`` load strictly.  Unlike PaddleSeg's, the interlacing has no
+tensor-valued ``if``: it always pads and crops, so the model exports with
+dynamic N/H/W.
+"""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddleseg.cvlibs import manager
+from paddleseg.models import layers
+
+from paddleseg_ctx.models.base import ContextSegModel, fcn_classifier
+from paddleseg_ctx.registry import register
+
+__all__ = ['CtxISANet', 'ISAHead', 'SelfAttentionBlock']
+
+
+@register(manager.MODELS)
+class CtxISANet(ContextSegModel):
+    """ISANet: long-range then short-range sparse self-attention on C4, plus
+    an auxiliary FCN head on C3.
+
+    Args:
+        num_classes (int): Number of classes.
+        backbone (nn.Layer): Backbone with ``feat_channels``, e.g. ResNet50_vd
+            with ``output_stride=8``.
+        backbone_indices (tuple[int]): Backbone outputs for (aux, ISA) heads.
+        isa_channels (int): Query/key channels of both attention blocks.
+        down_factor (tuple[int]): Block size (P_h, P_w) of the interlacing.
+        enable_auxiliary_loss (bool): Return the aux head's logits (the aux
+            head is built either way, as in PaddleSeg's checkpoints).
+        align_corners (bool): ``align_corners`` of the final resize.
+        align_mode (int): ``align_mode`` of the final resize; PaddleSeg's
+            ISANet uses 1 and its published numbers depend on it.
+        pretrained (str|None): Whole-model weights (path or URL).
+    """
+
+    def __init__(self,
+                 num_classes,
+                 backbone,
+                 backbone_indices=(2, 3),
+                 isa_channels=256,
+                 down_factor=(8, 8),
+                 enable_auxiliary_loss=True,
+                 align_corners=False,
+                 align_mode=1,
+                 pretrained=None):
+        super().__init__(num_classes, backbone, backbone_indices,
+                         enable_auxiliary_loss, align_corners, align_mode,
+                         pretrained)
+        self.head = ISAHead(num_classes, self.in_channels, isa_channels,
+                            down_factor, enable_auxiliary_loss)
+        self.init_weight()
+
+    def decode(self, feats):
+        return self.head(*feats)
+
+
+class ISAHead(nn.Layer):
+    """3x3 conv to C4/4 channels -> interlaced attention -> concat with its
+    input -> 1x1 conv -> Dropout2D -> classifier; aux FCN head on C3."""
+
+    def __init__(self, num_classes, in_channels, isa_channels, down_factor,
+                 enable_auxiliary_loss):
+        super().__init__()
+        aux_channels, c4_channels = in_channels
+        self.channels = c4_channels // 4
+        self.down_factor = tuple(down_factor)
+        self.enable_auxiliary_loss = enable_auxiliary_loss
+        self.in_conv = layers.ConvBNReLU(
+            c4_channels, self.channels, 3, bias_attr=False)
+        self.global_relation = SelfAttentionBlock(self.channels, isa_channels)
+        self.local_relation = SelfAttentionBlock(self.channels, isa_channels)
+        self.out_conv = layers.ConvBNReLU(
+            2 * self.channels, self.channels, 1, bias_attr=False)
+        self.cls = fcn_classifier(self.channels, num_classes,
+                                  nn.Dropout2D(p=0.1))
+        # PaddleSeg hard-codes 1024 input channels here (R50/R101 C3).
+        self.aux = nn.Sequential(
+            layers.ConvBNReLU(aux_channels, 256, 3, bias_attr=False),
+            nn.Dropout2D(p=0.1), nn.Conv2D(256, num_classes, 1))
+
+    def forward(self, c3, c4):
+        x = self.in_conv(c4)
+        x = self.out_conv(paddle.concat([self.interlaced_attention(x), x], 1))
+        logits = [self.cls(x)]
+        if self.enable_auxiliary_loss:
+            logits.append(self.aux(c3))
+        return logits
+
+    def interlaced_attention(self, x):
+        """Split the map into P_h x P_w blocks (zero-padded symmetrically);
+        attend among pixels at the same offset in every block (long range),
+        then among the pixels of each block (short range); crop back."""
+        c = self.channels
+        p_h, p_w = self.down_factor
+        size = paddle.shape(x)
+        h, w = size[2], size[3]
+        q_h, q_w = (h + p_h - 1) // p_h, (w + p_w - 1) // p_w
+        top, left = (q_h * p_h - h) // 2, (q_w * p_w - w) // 2
+        # A zero pad/crop is a no-op; doing it always keeps export graph-only.
+        x = F.pad(x, [left, q_w * p_w - w - left, top, q_h * p_h - h - top])
+
+        x = x.reshape([0, c, q_h, p_h, q_w, p_w]).transpose([0, 3, 5, 1, 2, 4])
+        x = self.global_relation(x.reshape([-1, c, q_h, q_w]))
+        x = x.reshape([-1, p_h, p_w, c, q_h, q_w]).transpose([0, 4, 5, 3, 1, 2])
+        x = self.local_relation(x.reshape([-1, c, p_h, p_w]))
+        x = x.reshape([-1, q_h, q_w, c, p_h, p_w]).transpose([0, 3, 1, 4, 2, 5])
+        x = x.reshape([0, c, q_h * p_h, q_w * p_w])
+        return paddle.slice(
+            x, axes=[2, 3], starts=[top, left], ends=[top + h, left + w])
+
+
+class SelfAttentionBlock(layers.AttentionBlock):
+    """Non-local attention (scaled dot product, softmax over keys) as
+    PaddleSeg's ISANet builds it: two ConvBNReLUs for query and key each, a
+    biased 1x1 conv for value, then a ConvBNReLU ``output_project``.
+
+    Args:
+        channels (int): Input and output channels.
+        key_channels (int): Query/key channels.
+    """
+
+    def __init__(self, channels, key_channels):
+        super().__init__(
+            key_in_channels=channels,
+            query_in_channels=channels,
+            channels=key_channels,
+            out_channels=channels,
+            share_key_query=False,
+            query_downsample=None,
+            key_downsample=None,
+            key_query_num_convs=2,
+            value_out_num_convs=1,
+            key_query_norm=True,
+            value_out_norm=False,
+            matmul_norm=True,
+            with_out=False)
+        self.output_project = layers.ConvBNReLU(
+            channels, channels, 1, bias_attr=False)
+
+    def forward(self, x):
+        return self.output_project(super().forward(x, x))
