@@ -8,9 +8,10 @@ import os
 
 import numpy as np
 import paddle
+import yaml
 
 __all__ = ['OutputOp', 'to_static', 'save_inference_model', 'find_model_file',
-           'InferenceRunner']
+           'write_deploy_yaml', 'InferenceRunner']
 
 
 class OutputOp(paddle.nn.Layer):
@@ -70,6 +71,39 @@ def save_inference_model(model, save_dir, input_shape=None,
     prefix = os.path.join(save_dir, 'model')
     paddle.jit.save(static, prefix)
     return find_model_file(save_dir), prefix + '.pdiparams'
+
+
+def write_deploy_yaml(save_dir, model_file, params_file, transforms,
+                      input_shape=None, output_op='argmax'):
+    """Write PaddleSeg's ``deploy.yaml`` next to an exported model.
+
+    ``paddleseg.deploy.infer.DeployConfig`` reads it; ``Deploy.model`` names
+    the program file really written (``model.json`` under Paddle 3, where
+    PaddleSeg 2.8 always writes ``model.pdmodel``).
+
+    Args:
+        save_dir (str): Export directory.
+        model_file, params_file (str): Paths from :func:`save_inference_model`.
+        transforms (list[dict]): Preprocessing, PaddleSeg transform configs.
+        input_shape (list|None): Fixed input shape, None for dynamic.
+        output_op (str): 'argmax', 'softmax' or 'none'.
+
+    Returns:
+        str: Path of ``deploy.yaml``.
+    """
+    deploy = {
+        'model': os.path.basename(model_file),
+        'params': os.path.basename(params_file),
+        'transforms': transforms,
+        'input_shape': list(input_shape) if input_shape else
+        [None, 3, None, None],
+        'output_op': output_op,
+        'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
+    }
+    path = os.path.join(save_dir, 'deploy.yaml')
+    with open(path, 'w') as f:
+        yaml.dump({'Deploy': deploy}, f)
+    return path
 
 
 class InferenceRunner:

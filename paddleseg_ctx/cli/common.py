@@ -1,0 +1,197 @@
+"""Flags and setup shared by the paddleseg_ctx.{train,val,predict,export} CLIs.
+
+The flags, defaults and behaviour follow PaddleSeg 2.8's ``tools/*.py``, so
+PaddleSeg commands and TIPC scripts carry over by swapping the entry point.
+The work itself is done by PaddleSeg (``Config``, ``SegBuilder``,
+``paddleseg.core``); importing this package first registers our components
+and applies the compatibility fixes (``paddleseg_ctx/__init__.py``).
+"""
+import argparse
+import os
+
+import yaml
+from paddleseg.cvlibs import Config, SegBuilder
+from paddleseg.utils import logger, utils
+
+DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
+
+
+def new_parser(command, description):
+    """An ``ArgumentParser`` for ``python -m paddleseg_ctx.<command>`` with
+    the ``--config`` flag every command has."""
+    parser = argparse.ArgumentParser(
+        prog='python -m paddleseg_ctx.' + command, description=description)
+    parser.add_argument(
+        '--config', required=True, help='Path of the config file (.yml).')
+    return parser
+
+
+def add_device(parser, purpose):
+    parser.add_argument(
+        '--device',
+        default='gpu',
+        choices=DEVICES,
+        help='Device for {}; falls back to cpu when it is not available. '
+        'Default: gpu.'.format(purpose))
+
+
+def add_num_workers(parser):
+    parser.add_argument(
+        '--num_workers',
+        type=int,
+        default=0,
+        help='Data loader worker processes. Default: 0 (load in the main '
+        'process).')
+
+
+def add_data_format(parser):
+    parser.add_argument(
+        '--data_format',
+        default='NCHW',
+        choices=('NCHW', 'NHWC'),
+        help='Input layout; NHWC is supported by DeepLabV3P only. '
+        'Default: NCHW.')
+
+
+def add_opts(parser):
+    parser.add_argument(
+        '--opts',
+        nargs='+',
+        default=None,
+        metavar='KEY=VALUE',
+        help='Override config entries, e.g. `--opts batch_size=4 '
+        'model.backbone.pretrained=None`. Values are parsed as Python '
+        'literals when possible.')
+
+
+def add_test_aug(parser, switch, purpose):
+    """Multi-scale/flip and sliding-window flags; ``switch`` is
+    ``'aug_eval'`` (val) or ``'aug_pred'`` (predict)."""
+    aug = parser.add_argument_group('multi-scale and flip augmentation')
+    aug.add_argument(
+        '--' + switch,
+        action='store_true',
+        help='Average the logits over --scales and the chosen flips for '
+        '{}. --scales/--flip_* take effect only with this flag.'.format(
+            purpose))
+    aug.add_argument(
+        '--scales',
+        nargs='+',
+        type=float,
+        default=1.0,
+        help='Input scales, e.g. `--scales 0.75 1.0 1.25`. Default: 1.0.')
+    aug.add_argument(
+        '--flip_horizontal',
+        action='store_true',
+        help='Add horizontally flipped inputs.')
+    aug.add_argument(
+        '--flip_vertical',
+        action='store_true',
+        help='Add vertically flipped inputs.')
+    slide = parser.add_argument_group('sliding-window inference')
+    slide.add_argument(
+        '--is_slide',
+        action='store_true',
+        help='Infer in crop_size windows moved by stride.')
+    slide.add_argument(
+        '--crop_size',
+        nargs=2,
+        type=int,
+        metavar=('W', 'H'),
+        help='Window size, width then height, e.g. `--crop_size 512 512`.')
+    slide.add_argument(
+        '--stride',
+        nargs=2,
+        type=int,
+        metavar=('W', 'H'),
+        help='Window step, width then height, e.g. `--stride 384 384`.')
+
+
+def parse_args(parser, argv=None):
+    """Parse ``argv`` and reject mistakes PaddleSeg would only report deep
+    inside a run (missing files, malformed --opts, half-set slide flags)."""
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.config):
+        parser.error('--config {}: no such file.'.format(args.config))
+    if not args.config.endswith(('.yml', '.yaml')):
+        parser.error('--config {}: expected a .yml/.yaml file.'.format(
+            args.config))
+    for item in getattr(args, 'opts', None) or []:
+        if item.count('=') != 1:
+            parser.error('--opts {}: expected KEY=VALUE, e.g. '
+                         'batch_size=4.'.format(item))
+    model_path = getattr(args, 'model_path', None)
+    if model_path and '://' not in model_path and not os.path.exists(
+            model_path):
+        parser.error('--model_path {}: no such file.'.format(model_path))
+    if getattr(args, 'is_slide', False) and not (args.crop_size and
+                                                 args.stride):
+        parser.error('--is_slide needs --crop_size W H and --stride W H.')
+    return args
+
+
+def load_config(parser, args, **overrides):
+    """``(Config, SegBuilder)`` for ``args.config`` with ``--opts`` and
+    ``overrides`` (e.g. ``iters``) applied.  Invalid configs end the command
+    with a message naming the file instead of a traceback."""
+    try:
+        cfg = Config(
+            args.config, opts=getattr(args, 'opts', None), **overrides)
+    except (AssertionError, KeyError, yaml.YAMLError) as err:
+        parser.error('--config {}: {}'.format(args.config, err))
+    return cfg, SegBuilder(cfg)
+
+
+def show_info(cfg):
+    utils.show_env_info()
+    utils.show_cfg_info(cfg)
+
+
+def apply_data_format(cfg, data_format):
+    """Switch the model and losses to NHWC (DeepLabV3P only), as PaddleSeg
+    does; must run before ``builder.model`` is first used."""
+    if data_format == 'NCHW':
+        return
+    if cfg.dic['model']['type'] != 'DeepLabV3P':
+        raise ValueError('--data_format NHWC is supported by DeepLabV3P only, '
+                         'the config builds {}.'.format(cfg.dic['model'][
+                             'type']))
+    cfg.dic['model']['data_format'] = data_format
+    cfg.dic['model']['backbone']['data_format'] = data_format
+    for loss in cfg.dic['loss']['types']:
+        loss['data_format'] = data_format
+
+
+def merge_test_config(cfg, args, switch):
+    """The config's ``test_config`` updated with the augmentation and
+    sliding-window flags (``switch``: 'aug_eval' or 'aug_pred')."""
+    test_config = cfg.test_config
+    if getattr(args, switch):
+        test_config.update({
+            switch: True,
+            'scales': args.scales,
+            'flip_horizontal': args.flip_horizontal,
+            'flip_vertical': args.flip_vertical
+        })
+    elif args.flip_horizontal or args.flip_vertical or args.scales not in (
+            1.0, [1.0]):
+        logger.warning('--scales/--flip_horizontal/--flip_vertical are '
+                       'ignored without --{}.'.format(switch))
+    if args.is_slide:
+        test_config.update({
+            'is_slide': True,
+            'crop_size': args.crop_size,
+            'stride': args.stride
+        })
+    return test_config
+
+
+def load_weights(model, model_path):
+    """Load ``--model_path`` into ``model`` (PaddleSeg's loader: logs how
+    many tensors matched); warn loudly when no weights are given."""
+    if model_path:
+        utils.load_entire_model(model, model_path)
+        logger.info('Loaded trained weights from {}.'.format(model_path))
+    else:
+        logger.warning('No --model_path given: using the weights the config '
+                       'builds (random or pretrained backbone only).')

@@ -1,0 +1,77 @@
+"""``python -m paddleseg_ctx.export``: PaddleSeg 2.8 ``tools/export.py``.
+
+Writes ``model.json`` (``model.pdmodel`` before Paddle 3) +
+``model.pdiparams`` + ``deploy.yaml`` to ``--save_dir``.  The result runs
+with Paddle Inference and ``paddleseg.deploy.infer.DeployConfig`` (e.g.
+PaddleSeg's ``deploy/python/infer.py``) without paddleseg_ctx installed.
+"""
+import os
+
+from paddleseg.utils import logger
+
+from paddleseg_ctx import deploy
+from paddleseg_ctx.cli import common
+
+
+def build_parser():
+    parser = common.new_parser('export', 'Export an inference model.')
+    parser.add_argument(
+        '--model_path', help='Trained weights (.pdparams file or URL).')
+    parser.add_argument(
+        '--save_dir',
+        default='./output/inference_model',
+        help='Output directory. Default: ./output/inference_model.')
+    parser.add_argument(
+        '--input_shape',
+        nargs=4,
+        type=int,
+        metavar=('N', 'C', 'H', 'W'),
+        help='Fixed input shape, e.g. `--input_shape 1 3 512 1024` '
+        '(default: dynamic [None, 3, None, None]).')
+    parser.add_argument(
+        '--output_op',
+        default='argmax',
+        choices=('argmax', 'softmax', 'none'),
+        help='Op appended to the main logit: argmax (int32 label map), '
+        'softmax (probabilities) or none (logits). Default: argmax.')
+    common.add_opts(parser)  # paddleseg_ctx addition
+    return parser
+
+
+def deploy_transforms(cfg):
+    """Preprocessing for ``deploy.yaml``: ``export.transforms`` (PaddleSeg
+    <= 2.7, still in TIPC configs) or else the val transforms (2.8)."""
+    transforms = cfg.dic.get('export', {}).get('transforms')
+    if transforms is None:
+        transforms = cfg.val_dataset_cfg.get('transforms')
+    if transforms is None:
+        raise ValueError(
+            'The config has neither `export.transforms` nor '
+            '`val_dataset.transforms`; add one so deploy.yaml knows how to '
+            'preprocess images.')
+    return transforms
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = common.parse_args(parser, argv)
+    # Makes layers.SyncBatchNorm build plain BatchNorm2D (exportable).
+    os.environ['PADDLESEG_EXPORT_STAGE'] = 'True'
+    cfg, builder = common.load_config(parser, args)
+    common.show_info(cfg)
+    transforms = deploy_transforms(cfg)
+
+    model = builder.model
+    common.load_weights(model, args.model_path)
+    model_file, params_file = deploy.save_inference_model(
+        model, args.save_dir, args.input_shape, args.output_op)
+    yaml_file = deploy.write_deploy_yaml(args.save_dir, model_file,
+                                         params_file, transforms,
+                                         args.input_shape, args.output_op)
+    with open(yaml_file) as f:
+        logger.info('Deploy information ({}):\n{}'.format(yaml_file, f.read()))
+    logger.info('The inference model is saved in {}'.format(args.save_dir))
+
+
+if __name__ == '__main__':
+    main()

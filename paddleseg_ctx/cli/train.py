@@ -1,0 +1,160 @@
+"""``python -m paddleseg_ctx.train``: PaddleSeg 2.8 ``tools/train.py``.
+
+Multi-process data parallel: ``launch`` runs an executable, not ``-m``, so
+pass the interpreter (on a CPU-only Paddle build it picks the gloo backend)::
+
+    python -m paddle.distributed.launch --nproc_per_node 2 \\
+        $(which python) -m paddleseg_ctx.train --config x.yml --device cpu
+"""
+import os
+
+import paddle
+from paddleseg.core import train
+from paddleseg.utils import logger, utils
+
+from paddleseg_ctx.cli import common
+
+
+def build_parser():
+    parser = common.new_parser('train', 'Train a segmentation model.')
+    common.add_device(parser, 'training')
+    parser.add_argument(
+        '--save_dir',
+        default='./output',
+        help='Directory for checkpoints, best_model/ and the VisualDL log. '
+        'Default: ./output.')
+    common.add_num_workers(parser)
+    parser.add_argument(
+        '--do_eval',
+        action='store_true',
+        help='Evaluate on val_dataset at every save and keep best_model/.')
+    parser.add_argument(
+        '--use_vdl',
+        action='store_true',
+        help='Write a VisualDL log to --save_dir.')
+    parser.add_argument(
+        '--use_ema',
+        action='store_true',
+        help='Also keep an exponential moving average of the weights.')
+
+    run = parser.add_argument_group('schedule')
+    run.add_argument(
+        '--resume_model',
+        help='Checkpoint directory (save_dir/iter_N) to resume from.')
+    run.add_argument('--iters', type=int, help='Overrides config `iters`.')
+    run.add_argument(
+        '--batch_size',
+        type=int,
+        help='Batch size per device; overrides config `batch_size`.')
+    run.add_argument(
+        '--learning_rate',
+        type=float,
+        help='Overrides config `lr_scheduler.learning_rate`.')
+    run.add_argument(
+        '--save_interval',
+        type=int,
+        default=1000,
+        help='Save (and evaluate with --do_eval) every N iterations. '
+        'Default: 1000.')
+    run.add_argument(
+        '--log_iters',
+        type=int,
+        default=10,
+        help='Log loss, lr, speed and ETA every N iterations. Default: 10.')
+    run.add_argument(
+        '--keep_checkpoint_max',
+        type=int,
+        default=5,
+        help='Keep the N latest iter_* checkpoints. Default: 5.')
+
+    other = parser.add_argument_group('other')
+    other.add_argument('--seed', type=int, help='Random seed.')
+    other.add_argument(
+        '--precision',
+        default='fp32',
+        choices=('fp32', 'fp16'),
+        help='fp16 trains with automatic mixed precision. Default: fp32.')
+    other.add_argument(
+        '--amp_level',
+        default='O1',
+        choices=('O1', 'O2'),
+        help='AMP level with --precision fp16: O1 casts per op, O2 runs '
+        'almost everything in fp16. Default: O1.')
+    other.add_argument(
+        '--profiler_options',
+        help='Enable the train profiler, see '
+        'paddleseg/utils/train_profiler.py.')
+    common.add_data_format(other)
+    other.add_argument(
+        '--repeats',
+        type=int,
+        default=1,
+        help='Repeat the training samples N times per epoch. Default: 1.')
+    common.add_opts(other)
+
+    ours = parser.add_argument_group('paddleseg_ctx additions')
+    ours.add_argument(
+        '--save_rank_weights',
+        action='store_true',
+        help='Each process also saves its weights before and after training '
+        'to save_dir/rank_weights/rank<R>_{start,end}.pdparams (PaddleSeg '
+        'saves from rank 0 only), to check that all ranks agree.')
+    return parser
+
+
+def save_rank_weights(model, save_dir, tag):
+    """Save this process's weights as ``rank<R>_<tag>.pdparams``."""
+    path = os.path.join(save_dir, 'rank_weights', 'rank{}_{}.pdparams'.format(
+        paddle.distributed.get_rank(), tag))
+    paddle.save(model.state_dict(), path)
+    logger.info('Saved this rank\'s weights to {}'.format(path))
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = common.parse_args(parser, argv)
+    cfg, builder = common.load_config(
+        parser,
+        args,
+        learning_rate=args.learning_rate,
+        iters=args.iters,
+        batch_size=args.batch_size)
+    common.show_info(cfg)
+    utils.set_seed(args.seed)
+    utils.set_device(args.device)
+    utils.set_cv2_num_threads(args.num_workers)
+    common.apply_data_format(cfg, args.data_format)
+
+    model = utils.convert_sync_batchnorm(builder.model, args.device)
+    train_dataset = builder.train_dataset
+    if args.repeats > 1:
+        train_dataset.file_list *= args.repeats
+    if args.save_rank_weights:
+        save_rank_weights(model, args.save_dir, 'start')
+    train(
+        model,
+        train_dataset,
+        val_dataset=builder.val_dataset if args.do_eval else None,
+        optimizer=builder.optimizer,
+        save_dir=args.save_dir,
+        iters=cfg.iters,
+        batch_size=cfg.batch_size,
+        resume_model=args.resume_model,
+        save_interval=args.save_interval,
+        log_iters=args.log_iters,
+        num_workers=args.num_workers,
+        use_vdl=args.use_vdl,
+        use_ema=args.use_ema,
+        losses=builder.loss,
+        keep_checkpoint_max=args.keep_checkpoint_max,
+        test_config=cfg.test_config,
+        precision=args.precision,
+        amp_level=args.amp_level,
+        profiler_options=args.profiler_options,
+        to_static_training=cfg.to_static_training)
+    if args.save_rank_weights:
+        save_rank_weights(model, args.save_dir, 'end')
+
+
+if __name__ == '__main__':
+    main()
