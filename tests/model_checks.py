@@ -66,3 +66,28 @@ def assert_export_matches(model, tmp_dir, shapes, rtol=1e-4):
         x, outs = run_eval(model, shape)
         assert_logits_close(runner(x), outs[0], rtol=rtol,
                             what='exported logits {}'.format(shape))
+
+
+def assert_eval_parity(reference, ours, shapes=PARITY_INPUTS):
+    """Eval-mode main and aux logits of ``ours`` equal ``reference``'s."""
+    for shape in shapes:
+        _, expected = run_eval(reference, shape)
+        _, actual = run_eval(ours, shape)
+        assert len(actual) == len(expected) == 2
+        for what, a, e in zip(('main', 'aux'), actual, expected):
+            assert_logits_close(a, e, what='{} logits {}'.format(what, shape))
+
+
+def train_step(model, num_classes, shape=(2, 3, 64, 64)):
+    """One train-mode forward/backward with cross entropy on every logit;
+    returns (logits, loss value)."""
+    paddle.seed(0)
+    model.train()
+    x = paddle.uniform(shape, min=-1, max=1)
+    label = paddle.randint(0, num_classes, [shape[0]] + list(shape[2:]))
+    logits = model(x)
+    loss = sum(
+        paddle.nn.functional.cross_entropy(logit, label, axis=1).mean()
+        for logit in logits)
+    loss.backward()
+    return logits, float(loss)

@@ -6,7 +6,8 @@ import pytest
 from paddleseg.models import GINet
 from paddleseg.models.backbones import ResNet18_vd, ResNet34_vd, ResNet50_vd
 
-from model_checks import (PARITY_INPUTS, assert_export_matches,
+from model_checks import (PARITY_INPUTS, assert_eval_parity,
+                          assert_export_matches,
                           assert_logits_close, randomize, run_eval)
 from paddleseg_ctx.models import CtxGINet
 from paddleseg_ctx.weights import check_state_dict
@@ -32,23 +33,14 @@ def published_pair():
     return _paddleseg_pair(8, True)
 
 
-def _assert_eval_parity(reference, ours, shapes):
-    for shape in shapes:
-        _, expected = run_eval(reference, shape)
-        _, actual = run_eval(ours, shape)
-        assert len(actual) == len(expected) == 2
-        for what, a, e in zip(('main', 'aux'), actual, expected):
-            assert_logits_close(a, e, what='{} {}'.format(what, shape))
-
-
 def test_eval_parity_published(published_pair):
     reference, ours, _ = published_pair
-    _assert_eval_parity(reference, ours, PARITY_INPUTS)
+    assert_eval_parity(reference, ours, PARITY_INPUTS)
 
 
 def test_eval_parity_without_jpu():
     reference, ours, _ = _paddleseg_pair(16, False)
-    _assert_eval_parity(reference, ours, PARITY_INPUTS[1:])
+    assert_eval_parity(reference, ours, PARITY_INPUTS[1:])
 
 
 def test_train_parity_uses_batch_statistics(published_pair):
@@ -80,7 +72,7 @@ def test_strict_load_of_paddleseg_checkpoint(published_pair, tmp_path):
     path = str(tmp_path / 'model.pdparams')
     paddle.save(reference.state_dict(), path)
     ours = CtxGINet(K, ResNet50_vd(output_stride=8), pretrained=path)
-    _assert_eval_parity(reference, ours, PARITY_INPUTS[:1])
+    assert_eval_parity(reference, ours, PARITY_INPUTS[:1])
 
 
 def test_export_dynamic_shapes(tmp_path):
