@@ -1,1 +1,2 @@
 """datasets."""
+from paddleseg_ctx.datasets.synthetic import make_synthetic_dataset  # noqa: F401
