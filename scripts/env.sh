@@ -1,7 +1,7 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: make sure paddleseg_ctx and its
 # pinned dependencies are importable.  Uses the active virtual environment if
 # there is one, otherwise creates/reuses .venv at the repository root.
-# Extra pip requirement specs can be passed as arguments (e.g. "pytest").
+# Extra pip requirement specs go in ENV_EXTRAS (e.g. ENV_EXTRAS=pytest).
 set -e
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -z "${VIRTUAL_ENV:-}" ]; then
@@ -12,11 +12,11 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
     # shellcheck disable=SC1091
     . "$ROOT/.venv/bin/activate"
 fi
-STAMP="$VIRTUAL_ENV/.paddleseg_ctx-$(cat "$ROOT/requirements.txt" "$ROOT/constraints.txt" "$ROOT/setup.py" | cksum | cut -d' ' -f1)-$(echo "$*" | cksum | cut -d' ' -f1)"
+STAMP="$VIRTUAL_ENV/.paddleseg_ctx-$(cat "$ROOT/requirements.txt" "$ROOT/constraints.txt" "$ROOT/setup.py" | cksum | cut -d' ' -f1)-$(echo "${ENV_EXTRAS:-}" | cksum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ]; then
     echo "[env] installing paddleseg_ctx and pinned dependencies into $VIRTUAL_ENV"
     python -m pip install -q --disable-pip-version-check \
-        -c "$ROOT/constraints.txt" -r "$ROOT/requirements.txt" "$@"
+        -c "$ROOT/constraints.txt" -r "$ROOT/requirements.txt" ${ENV_EXTRAS:-}
     python -m pip install -q --disable-pip-version-check --no-deps -e "$ROOT"
     touch "$STAMP"
 fi

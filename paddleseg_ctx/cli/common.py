@@ -13,6 +13,8 @@ import yaml
 from paddleseg.cvlibs import Config, SegBuilder
 from paddleseg.utils import logger, utils
 
+from paddleseg_ctx.weights import WeightsError, load_model_weights
+
 DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
 
 
@@ -187,10 +189,15 @@ def merge_test_config(cfg, args, switch):
 
 
 def load_weights(model, model_path):
-    """Load ``--model_path`` into ``model`` (PaddleSeg's loader: logs how
-    many tensors matched); warn loudly when no weights are given."""
+    """Load ``--model_path`` into ``model`` strictly: unlike PaddleSeg's
+    loader, which skips mismatched tensors with a warning (and an evaluation
+    then reports a meaningless mIoU), every key and shape must match.  Warn
+    loudly when no weights are given."""
     if model_path:
-        utils.load_entire_model(model, model_path)
+        try:
+            load_model_weights(model, model_path)
+        except WeightsError as err:
+            raise SystemExit('error: {}'.format(err))
         logger.info('Loaded trained weights from {}.'.format(model_path))
     else:
         logger.warning('No --model_path given: using the weights the config '
