@@ -47,8 +47,8 @@ mIoU: $MIOU  (required: >= $MIN_MIOU)
 VisualDL log:         $OUT/vdlrecords.*   ->  visualdl --logdir $OUT
 checkpoints:          $OUT/best_model, $OUT/iter_*
 exported model:       $OUT/inference_model (deploy.yaml, model.json, model.pdiparams)
-colourised masks:     $OUT/predictions/pseudo_color_prediction/
-overlays:             $OUT/predictions/added_prediction/
+colourised masks:     $OUT/predictions/pseudo_color_prediction/images/
+overlays:             $OUT/predictions/added_prediction/images/
 MSG
 python - "$MIOU" "$MIN_MIOU" <<'PY'
 import sys
