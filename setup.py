@@ -33,7 +33,7 @@ setup(
     install_requires=read_requirements('requirements.txt'),
     extras_require={
         'test': ['pytest>=7'],
-        'onnx': ['paddle2onnx==2.1.0', 'onnxruntime'],
+        'onnx': ['paddle2onnx==2.1.0', 'onnxruntime>=1.17'],
     },
     license='Apache-2.0',
     classifiers=[
