@@ -1,5 +1,6 @@
 """``python -m paddleseg_ctx.predict``: Predict and visualise images (see paddleseg_ctx.cli.predict)."""
+from paddleseg_ctx.cli.common import run
 from paddleseg_ctx.cli.predict import main
 
 if __name__ == '__main__':
-    main()
+    run(main)

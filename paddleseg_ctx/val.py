@@ -1,5 +1,6 @@
 """``python -m paddleseg_ctx.val``: Evaluate a model (see paddleseg_ctx.cli.val)."""
+from paddleseg_ctx.cli.common import run
 from paddleseg_ctx.cli.val import main
 
 if __name__ == '__main__':
-    main()
+    run(main)

@@ -288,3 +288,17 @@ def test_aug_flags_reach_test_config(work):
         'stride': [16, 12]
     }
 
+
+
+def test_unreachable_backbone_url_is_one_message(work, tmp_path):
+    # PaddleSeg's builder wraps the download error in a RuntimeError with a
+    # traceback; the CLI prints only our message (URL, local path, key).
+    url = 'http://127.0.0.1:9/offline_backbone.tar.gz'  # closed local port
+    proc = run_cli('train', '--config', work.config, '--device', 'cpu',
+                   '--iters', '1', '--save_dir', tmp_path,
+                   '--opts', 'model.backbone.pretrained=' + url, check=False)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith('error: ') or '\nerror: ' in proc.stderr
+    for part in (url, 'offline_backbone.tar.gz', 'model.backbone.pretrained'):
+        assert part in proc.stderr

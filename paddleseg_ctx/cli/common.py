@@ -194,11 +194,23 @@ def load_weights(model, model_path):
     then reports a meaningless mIoU), every key and shape must match.  Warn
     loudly when no weights are given."""
     if model_path:
-        try:
-            load_model_weights(model, model_path)
-        except WeightsError as err:
-            raise SystemExit('error: {}'.format(err))
+        load_model_weights(model, model_path)
         logger.info('Loaded trained weights from {}.'.format(model_path))
     else:
         logger.warning('No --model_path given: using the weights the config '
                        'builds (random or pretrained backbone only).')
+
+
+def run(main):
+    """Run a command's ``main``.  Weight problems (missing file, unreachable
+    URL, checkpoint of another model) end it with their own message instead
+    of a traceback, also when PaddleSeg's builder has re-raised them."""
+    try:
+        return main()
+    except Exception as err:  # noqa: BLE001  (re-raised unless a WeightsError)
+        cause = err
+        while cause is not None and not isinstance(cause, WeightsError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise SystemExit('error: {}'.format(cause))
