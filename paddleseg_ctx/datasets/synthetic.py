@@ -28,7 +28,7 @@ __all__ = ['CLASSES', 'make_synthetic_dataset']
 CLASSES = (
     ('ground', 'background', 'smooth', (120, 115, 95)),
     ('disc', 'circle', 'spots', (165, 95, 85)),
-    ('panel', 'rectangle', 'hstripes', (85, 110, 165)),
+    ('panel', 'rectangle', 'vstripes', (85, 110, 165)),
     ('roof', 'triangle', 'checker', (150, 95, 95)),
     ('road', 'band', 'dstripes', (105, 110, 150)),
     ('moss', 'ellipse', 'grain', (115, 130, 90)),
@@ -50,14 +50,14 @@ def _texture(kind, rng, xx, yy):
             rng.uniform(-1, 1, (h, w)).astype('float32'), (3, 3), 0) * 2
     period = rng.uniform(5, 8)
     angle = {
-        'hstripes': 0.0,
+        'vstripes': 0.0,
         'dstripes': np.pi / 4,
     }.get(kind, rng.uniform(0, np.pi / 2))
     angle += rng.uniform(-0.2, 0.2)
     u = (xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period
     v = (-xx * np.sin(angle) + yy * np.cos(angle)) * 2 * np.pi / period
     u += rng.uniform(0, 2 * np.pi)
-    if kind in ('hstripes', 'dstripes'):
+    if kind in ('vstripes', 'dstripes'):
         return np.sign(np.sin(u))
     if kind == 'checker':
         return np.sign(np.sin(u) * np.sin(v))
