@@ -39,14 +39,19 @@ class OutputOp(paddle.nn.Layer):
         return logit
 
 
+def _input_shape(input_shape):
+    """``input_shape`` as a list; None means dynamic ``[None, 3, None, None]``."""
+    return list(input_shape) if input_shape else [None, 3, None, None]
+
+
 def to_static(model, input_shape=None, output_op='argmax'):
     """Wrap ``model`` (put in eval mode) for ``paddle.jit.save``.
 
     ``input_shape`` None means dynamic ``[None, 3, None, None]``.
     """
     model.eval()
-    shape = list(input_shape) if input_shape else [None, 3, None, None]
-    spec = paddle.static.InputSpec(shape=shape, dtype='float32', name='x')
+    spec = paddle.static.InputSpec(
+        shape=_input_shape(input_shape), dtype='float32', name='x')
     return paddle.jit.to_static(
         OutputOp(model, output_op), input_spec=[spec], full_graph=True)
 
@@ -95,8 +100,7 @@ def write_deploy_yaml(save_dir, model_file, params_file, transforms,
         'model': os.path.basename(model_file),
         'params': os.path.basename(params_file),
         'transforms': transforms,
-        'input_shape': list(input_shape) if input_shape else
-        [None, 3, None, None],
+        'input_shape': _input_shape(input_shape),
         'output_op': output_op,
         'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
     }

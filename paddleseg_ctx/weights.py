@@ -43,8 +43,8 @@ def check_state_dict(model, state_dict, source='<state dict>'):
     if problems:
         raise WeightsError(
             'Weights in {} do not fit {}:\n  {}\nIs it a checkpoint of this '
-            'model with the same backbone and num_classes? Checkpoints of other '
-            'toolboxes need `python -m paddleseg_ctx.convert` first.'.format(
+            'model with the same backbone and num_classes? mmsegmentation / '
+            'sssegmentation checkpoints are not loadable yet (no converter).'.format(
                 source, type(model).__name__, '\n  '.join(problems)))
 
 

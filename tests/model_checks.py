@@ -91,3 +91,13 @@ def train_step(model, num_classes, shape=(2, 3, 64, 64)):
         for logit in logits)
     loss.backward()
     return logits, float(loss)
+
+
+def assert_gradients_reach(layer, skip_prefixes=()):
+    """Every trainable parameter of ``layer`` (except names starting with
+    ``skip_prefixes``) got a finite gradient from the last backward."""
+    for name, param in layer.named_parameters():
+        if param.stop_gradient or name.startswith(tuple(skip_prefixes)):
+            continue
+        assert param.grad is not None, name
+        assert np.isfinite(param.grad.numpy()).all(), name
