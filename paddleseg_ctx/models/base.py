@@ -51,9 +51,15 @@ class ContextSegModel(nn.Layer):
         """Map the selected backbone features to ``[main_logit, aux...]``."""
         raise NotImplementedError
 
-    def forward(self, x):
+    def raw_logits(self, x):
+        """``[main_logit, aux...]`` at feature resolution, before the resize
+        to the input size (protocols that resize once from low resolution,
+        like sssegmentation's, start from these)."""
         feats = self.backbone(x)
-        logits = self.decode([feats[i] for i in self.backbone_indices])
+        return self.decode([feats[i] for i in self.backbone_indices])
+
+    def forward(self, x):
+        logits = self.raw_logits(x)
         size = paddle.shape(x)[2:]
         return [
             F.interpolate(
