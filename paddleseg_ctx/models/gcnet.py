@@ -1,9 +1,19 @@
-"""GCNet with PaddleSeg's head: Cao et al., "GCNet: Non-local Networks Meet
-Squeeze-Excitation Networks and Beyond", ICCVW 2019 (arXiv:1904.11492).
+"""GCNet: Cao et al., "GCNet: Non-local Networks Meet Squeeze-Excitation
+Networks and Beyond", ICCVW 2019 (arXiv:1904.11492).
 
-State-dict keys are those of PaddleSeg 2.8's ``GCNet``, so its published
-``.pdparams`` load strictly.
+One head, two published forms.  State-dict keys are those of PaddleSeg 2.8's
+``GCNet`` in both, so PaddleSeg's ``.pdparams`` load strictly and
+mmsegmentation's checkpoints convert by renaming only:
+
+* PaddleSeg form (defaults): the 3x3 head convs carry a bias, element-wise
+  dropout before the classifiers, Paddle's default initialisation;
+* mmsegmentation form (``head_conv_bias=False, channel_dropout=True,
+  head_init='mmseg'``; ``configs/_base_/models/gcnet_mmseg.yml``): bias-free
+  convs, Dropout2D, mmseg's initialisation (zero last conv of the GC block,
+  classifiers N(0, 0.01)).
 """
+import math
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -15,6 +25,8 @@ from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGCNet', 'GCNetHead', 'GlobalContextBlock']
 
+HEAD_INITS = ('paddle', 'mmseg')
+
 
 @register(manager.MODELS)
 class CtxGCNet(ContextSegModel):
@@ -24,10 +36,16 @@ class CtxGCNet(ContextSegModel):
     Args:
         num_classes (int): Number of classes.
         backbone (nn.Layer): Backbone with ``feat_channels``, e.g. ResNet50_vd
-            with ``output_stride=8``.
+            or ResNet50_v1c with ``output_stride=8``.
         backbone_indices (tuple[int]): Backbone outputs for (aux head, GC head).
         gc_channels (int): Channels of the GC head.
         ratio (float): Bottleneck channels of the GC block / ``gc_channels``.
+        head_conv_bias (bool): Bias in the 3x3 convs of both heads (PaddleSeg:
+            True; mmseg: False).
+        channel_dropout (bool): Drop whole channels (Dropout2D, mmseg) before
+            the classifiers instead of single elements (PaddleSeg).
+        head_init (str): 'paddle' (Paddle's defaults) or 'mmseg' (mmseg's
+            initialisation of both heads, for training with its recipe).
         enable_auxiliary_loss (bool): Build the aux head and return its logits.
         align_corners (bool): ``align_corners`` of the final resize.
         pretrained (str|None): Whole-model weights (path or URL).
@@ -39,13 +57,22 @@ class CtxGCNet(ContextSegModel):
                  backbone_indices=(2, 3),
                  gc_channels=512,
                  ratio=0.25,
+                 head_conv_bias=True,
+                 channel_dropout=False,
+                 head_init='paddle',
                  enable_auxiliary_loss=True,
                  align_corners=False,
                  pretrained=None):
         super().__init__(num_classes, backbone, backbone_indices,
                          enable_auxiliary_loss, align_corners, 0, pretrained)
+        if head_init not in HEAD_INITS:
+            raise ValueError('CtxGCNet: head_init must be one of {}, got '
+                             '{!r}.'.format(', '.join(HEAD_INITS), head_init))
         self.head = GCNetHead(num_classes, self.in_channels, gc_channels, ratio,
+                              head_conv_bias, channel_dropout,
                               enable_auxiliary_loss)
+        if head_init == 'mmseg':
+            self.head.init_mmseg()
         self.init_weight()
 
     def decode(self, feats):
@@ -54,26 +81,27 @@ class CtxGCNet(ContextSegModel):
 
 class GCNetHead(nn.Layer):
     """3x3 conv -> GC block -> 3x3 conv -> concat with C4 -> 3x3 conv ->
-    element-wise dropout -> 1x1 classifier; ``AuxLayer`` on C3.
-
-    The 3x3 convs keep their bias and the dropout is ``nn.Dropout`` (not
-    Dropout2D), as in PaddleSeg, whose published weights were trained so.
-    """
+    dropout -> 1x1 classifier; an FCN aux head (3x3 conv to C3/4 channels,
+    dropout, 1x1 classifier) on C3."""
 
     def __init__(self, num_classes, in_channels, gc_channels, ratio,
-                 enable_auxiliary_loss):
+                 conv_bias, channel_dropout, enable_auxiliary_loss):
         super().__init__()
         aux_channels, c4_channels = in_channels
-        self.conv_bn_relu1 = layers.ConvBNReLU(c4_channels, gc_channels, 3)
+        bias = None if conv_bias else False
+        self.conv_bn_relu1 = layers.ConvBNReLU(
+            c4_channels, gc_channels, 3, bias_attr=bias)
         self.gc_block = GlobalContextBlock(gc_channels, ratio)
-        self.conv_bn_relu2 = layers.ConvBNReLU(gc_channels, gc_channels, 3)
-        self.conv_bn_relu3 = layers.ConvBNReLU(c4_channels + gc_channels,
-                                               gc_channels, 3)
-        self.dropout = nn.Dropout(p=0.1)
+        self.conv_bn_relu2 = layers.ConvBNReLU(
+            gc_channels, gc_channels, 3, bias_attr=bias)
+        self.conv_bn_relu3 = layers.ConvBNReLU(
+            c4_channels + gc_channels, gc_channels, 3, bias_attr=bias)
+        self.dropout = _dropout(channel_dropout)
         self.conv = nn.Conv2D(gc_channels, num_classes, 1)
-        self.auxlayer = aux_layer(
-            aux_channels, num_classes,
-            conv_bias=True) if enable_auxiliary_loss else None
+        self.auxlayer = None
+        if enable_auxiliary_loss:
+            self.auxlayer = aux_layer(aux_channels, num_classes, conv_bias)
+            self.auxlayer.dropout = _dropout(channel_dropout)  # no parameters: keys unchanged
 
     def forward(self, c3, c4):
         x = self.conv_bn_relu2(self.gc_block(self.conv_bn_relu1(c4)))
@@ -82,6 +110,24 @@ class GCNetHead(nn.Layer):
         if self.auxlayer is not None:
             logits.append(self.auxlayer(c3))
         return logits
+
+    def init_mmseg(self):
+        """mmseg's initialisation: ConvModules Kaiming-normal (fan_out, ReLU)
+        with BN weight 1 / bias 0, GC block as mmcv's ContextBlock, classifiers
+        N(0, 0.01) with zero bias."""
+        conv_bns = [self.conv_bn_relu1, self.conv_bn_relu2, self.conv_bn_relu3]
+        classifiers = [self.conv]
+        if self.auxlayer is not None:
+            conv_bns.append(self.auxlayer.conv_bn_relu)
+            classifiers.append(self.auxlayer.conv)
+        for conv_bn in conv_bns:
+            _kaiming_normal(conv_bn._conv, fan_mode='out')
+            _fill(conv_bn._batch_norm.weight, 1.0)
+            _fill(conv_bn._batch_norm.bias, 0.0)
+        for conv in classifiers:
+            conv.weight.set_value(paddle.normal(0, 0.01, conv.weight.shape))
+            _fill(conv.bias, 0.0)
+        self.gc_block.init_mmcv()
 
 
 class GlobalContextBlock(nn.Layer):
@@ -98,6 +144,7 @@ class GlobalContextBlock(nn.Layer):
         super().__init__()
         inter_channels = int(channels * ratio)
         self.conv_mask = nn.Conv2D(channels, 1, 1)
+        # LayerNorm over [C, 1, 1] like mmcv; Paddle stores its weight as [C].
         self.channel_add_conv = nn.Sequential(
             nn.Conv2D(channels, inter_channels, 1),
             nn.LayerNorm([inter_channels, 1, 1]), nn.ReLU(),
@@ -108,3 +155,33 @@ class GlobalContextBlock(nn.Layer):
         attention = F.softmax(self.conv_mask(x).flatten(2), axis=-1)
         context = paddle.matmul(x.flatten(2), attention, transpose_y=True)
         return x + self.channel_add_conv(context.unsqueeze(-1))
+
+    def init_mmcv(self):
+        """mmcv ContextBlock's ``reset_parameters``: ``conv_mask``
+        Kaiming-normal (fan_in), last conv zero (the block starts as the
+        identity), the first conv PyTorch's default uniform init."""
+        _kaiming_normal(self.conv_mask, fan_mode='in')
+        first, last = self.channel_add_conv[0], self.channel_add_conv[3]
+        bound = 1 / math.sqrt(first.weight.shape[1])
+        for param in (first.weight, first.bias):
+            param.set_value(paddle.uniform(param.shape, min=-bound, max=bound))
+        _fill(last.weight, 0.0)
+        _fill(last.bias, 0.0)
+
+
+def _dropout(channel_wise):
+    return nn.Dropout2D(p=0.1) if channel_wise else nn.Dropout(p=0.1)
+
+
+def _fill(param, value):
+    if param is not None:
+        param.set_value(paddle.full(param.shape, value, param.dtype))
+
+
+def _kaiming_normal(conv, fan_mode):
+    """N(0, sqrt(2 / fan)) weights (ReLU gain) and zero bias."""
+    out_channels, in_channels, k_h, k_w = conv.weight.shape
+    fan = (out_channels if fan_mode == 'out' else in_channels) * k_h * k_w
+    conv.weight.set_value(
+        paddle.normal(0, math.sqrt(2.0 / fan), conv.weight.shape))
+    _fill(conv.bias, 0.0)
