@@ -34,11 +34,12 @@ __all__ = [
 
 
 def _as_uint8(img):
-    """``img`` as uint8: exact for PaddleSeg's float32 image of whole numbers;
-    anything else is rounded and clipped to 0..255."""
+    """``img`` as uint8: exact for PaddleSeg's float32 image of whole numbers
+    (other values are clipped to 0..255 and truncated, as the references'
+    own float-to-uint8 casts do)."""
     if img.dtype == np.uint8:
         return img
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _pair(value, name, kind='[width, height]'):
@@ -58,9 +59,10 @@ class CtxRandomResize:
     (int(width·r), int(height·r)).  With ``keep_ratio`` the image is scaled by
     s = min(max(box) / max(h, w), min(box) / min(h, w)), i.e. as large as it
     fits into the box in either orientation, to (int(w·s + 0.5),
-    int(h·s + 0.5)); otherwise it is resized to the box itself (LIP's square
-    (520r)²).  Image bilinear, label nearest (cv2).  Both references round
-    the same way.
+    int(h·s + 0.5)); otherwise it is resized to the box itself, as mmcv does
+    (sssegmentation turns a non-square box to the image's orientation; LIP's
+    box, (520r)², is square).  Image bilinear, label nearest (cv2).  Both
+    references draw and round the same way.
 
     Args:
         target_size (list[int]): The box [width, height] before scaling,
