@@ -44,8 +44,8 @@ class CocoStuff10k(Dataset):
     Labels are decoded from ``.mat`` here, in ``__getitem__``, because
     PaddleSeg's ``Compose`` reads only image files (as PaddleSeg's ADE20K
     computes its labels before ``Compose``); a converted PNG copy would have
-    to be written and kept in sync for no gain (decoding one takes about a
-    millisecond).
+    to be written and kept in sync for no gain (decoding one takes a
+    millisecond or so).
 
     Args:
         transforms (list): Transforms, as for any PaddleSeg dataset.

@@ -15,8 +15,8 @@ global RNG in the references' order, so a seeded run repeats them draw for
 draw; the flips reuse PaddleSeg's ``RandomHorizontalFlip`` (Python ``random``).
 
 Versions followed: mmseg 0.5 (the GCNet checkpoints; 1.x computes the same) and
-sssegmentation as of 2021-09 (the ISNet checkpoints), whose crop differs from
-ssseg 1.7 in one case, noted at :class:`CtxRandomCrop`.
+sssegmentation as of 2021-09-04 (the ISNet release), whose crop differs from
+later versions in one case, noted at :class:`CtxRandomCrop`.
 """
 import random
 
@@ -116,9 +116,10 @@ class CtxRandomCrop:
     ``cat_max_ratio`` or more of the non-ignored pixels; up to 10 crops are
     checked.  When all 10 fail, mmseg draws an 11th crop and keeps it unchecked
     (``fallback='redraw'``), sssegmentation keeps the 10th
-    (``fallback='last'``).  (ssseg >= 1.x also returns the image uncropped
-    when that last crop is all ``ignore_index``; its 2021 code, which trained
-    ISNet, crops as here.)  PaddleSeg 2.8's ``RandomPaddingCrop`` with
+    (``fallback='last'``).  (Since 2021-09-15, after the ISNet release,
+    sssegmentation returns the sample uncropped when that last crop is all
+    ``ignore_index``; the code that trained ISNet crops as here.)
+    PaddleSeg 2.8's ``RandomPaddingCrop`` with
     ``category_max_ratio`` is not an alternative: it assigns the label crop
     to the image.
 
