@@ -18,7 +18,8 @@ from paddleseg_ctx.backbones import (ResNeSt, ResNeSt50, ResNeSt101,
                                      ResNet101_v1c, ResNetV1c)
 from paddleseg_ctx.weights import WeightsError
 from model_checks import (PARITY_INPUTS, assert_export_matches,
-                          assert_logits_close, randomize)
+                          assert_gradients_reach, assert_logits_close,
+                          randomize)
 from reference_imports import import_mmseg, import_ssseg, import_torch
 
 # Odd sizes down to 1x1 (every stride-2 op then yields 1 pixel).
@@ -69,7 +70,8 @@ def copy_weights(reference, ours):
     own = ours.state_dict()
     assert sorted(state) == sorted(own), (
         'only in torch: {}, only in ours: {}'.format(
-            sorted(set(state) - set(own))[:5], sorted(set(own) - set(state))[:5]))
+            sorted(set(state) - set(own))[:5],
+            sorted(set(own) - set(state))[:5]))
     for key, value in own.items():
         assert list(value.shape) == list(state[key].shape), key
     ours.set_state_dict(state)
@@ -161,13 +163,26 @@ def test_basic_block_v1c_on_small_odd_sizes(output_stride, strides,
     assert_stages_match(reference, ours, SMALL_INPUTS)
 
 
-def test_resnest_matches_mmseg_on_small_odd_sizes():
+@pytest.mark.parametrize('radix, cardinality', [(2, 1), (2, 2), (1, 1)])
+def test_resnest_matches_mmseg_on_small_odd_sizes(radix, cardinality):
     # mmsegmentation's S-101-D8 backbone at depth 50: mmseg's and ssseg's
-    # ResNeSt share one layout and one computation.
-    reference = mmseg_backbone(RESNEST_S101, depth=50)
-    ours = ResNeSt50()
+    # ResNeSt share one layout and one computation.  Cardinality 2 checks
+    # the grouped widths and the r-softmax channel order; radix 1 the
+    # sigmoid gate.
+    reference = mmseg_backbone(RESNEST_S101, depth=50, radix=radix,
+                               groups=cardinality)
+    ours = ResNeSt(50, radix=radix, cardinality=cardinality)
     copy_weights(reference, ours)
     assert_stages_match(reference, ours, SMALL_INPUTS)
+
+
+@pytest.mark.parametrize('factory', [ResNet18_v1c, ResNeSt50])
+def test_train_mode_backward_reaches_every_parameter(factory):
+    backbone = factory()
+    backbone.train()
+    x = paddle.uniform([2, 3, 33, 33], min=-1, max=1)
+    sum(feat.mean() for feat in backbone(x)).backward()
+    assert_gradients_reach(backbone)
 
 
 class LastStage(paddle.nn.Layer):
@@ -181,26 +196,31 @@ class LastStage(paddle.nn.Layer):
         return [self.backbone(x)[-1]]
 
 
-@pytest.mark.parametrize('factory', [ResNet50_v1c, ResNeSt101])
+@pytest.mark.parametrize('factory', [ResNet50_v1c, ResNeSt50])
 def test_export_matches_dygraph(factory, tmp_path):
     model = LastStage(factory())
     randomize(model)
     assert_export_matches(model, tmp_path, PARITY_INPUTS)
 
 
-@pytest.mark.parametrize('name, cls, channels', [
-    ('ResNet18_v1c', ResNetV1c, [64, 128, 256, 512]),
-    ('ResNet50_v1c', ResNetV1c, [256, 512, 1024, 2048]),
-    ('ResNet101_v1c', ResNetV1c, [256, 512, 1024, 2048]),
-    ('ResNeSt50', ResNeSt, [256, 512, 1024, 2048]),
-    ('ResNeSt101', ResNeSt, [256, 512, 1024, 2048]),
+def test_factories_are_registered():
+    for factory in (ResNet18_v1c, ResNet50_v1c, ResNet101_v1c, ResNeSt50,
+                    ResNeSt101):
+        assert manager.BACKBONES[factory.__name__] is factory
+
+
+@pytest.mark.parametrize('factory, cls, channels', [
+    (ResNet18_v1c, ResNetV1c, [64, 128, 256, 512]),
+    (ResNet50_v1c, ResNetV1c, [256, 512, 1024, 2048]),
+    (ResNeSt50, ResNeSt, [256, 512, 1024, 2048]),
 ])
-def test_registered_factories(name, cls, channels):
-    factory = manager.BACKBONES[name]
-    assert factory.__module__.startswith('paddleseg_ctx.backbones')
+def test_feat_channels(factory, cls, channels):
     backbone = factory(output_stride=16)
     assert isinstance(backbone, cls)
     assert backbone.feat_channels == channels
+    feats = backbone(paddle.zeros([1, 3, 64, 64]))
+    assert [f.shape[1] for f in feats] == channels
+    assert [f.shape[2] for f in feats] == [16, 8, 4, 4]
 
 
 def test_bad_arguments_name_the_choices():

@@ -150,8 +150,9 @@ class ResNeSt(DeepStemResNet):
                  avd=True,
                  pretrained=None):
         if depth not in self.arch_settings:
-            raise ValueError('ResNeSt depth must be one of {}, got {!r}.'.format(
-                sorted(self.arch_settings), depth))
+            raise ValueError(
+                'ResNeSt depth must be one of {}, got {!r}.'.format(
+                    sorted(self.arch_settings), depth))
         block = functools.partial(
             SplitAttentionBottleneck, radix=radix, cardinality=cardinality,
             base_width=base_width, reduction_factor=reduction_factor, avd=avd)

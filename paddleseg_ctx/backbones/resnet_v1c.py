@@ -116,8 +116,9 @@ class DeepStemResNet(nn.Layer):
                  pretrained):
         super().__init__()
         if output_stride not in STAGE_SETTINGS:
-            raise ValueError('output_stride must be one of {}, got {!r}.'.format(
-                sorted(STAGE_SETTINGS), output_stride))
+            raise ValueError(
+                'output_stride must be one of {}, got {!r}.'.format(
+                    sorted(STAGE_SETTINGS), output_stride))
         half = stem_channels // 2
         self.stem = nn.Sequential(
             *conv_bn(in_channels, half, 3, stride=2), nn.ReLU(),
@@ -159,24 +160,25 @@ class DeepStemResNet(nn.Layer):
     def init_weight(self):
         """Load ``pretrained``, or initialise as mmsegmentation's ResNet:
         convs Kaiming-normal (fan_out, ReLU gain) with zero bias, BN weight 1
-        and bias 0 (Paddle's default), and the last BN of every BasicBlock/Bottleneck residual
-        branch zero (``zero_init_residual``, so each block starts as the
-        identity; mmsegmentation's ResNeSt blocks keep 1)."""
+        and bias 0 (Paddle's default), and the last BN of every
+        BasicBlock/Bottleneck residual branch zero (``zero_init_residual``:
+        each block starts as the identity; mmsegmentation's ResNeSt blocks
+        keep 1)."""
         if self.pretrained is not None:
             load_model_weights(self, self.pretrained)
             return
         for layer in self.sublayers():
             if isinstance(layer, nn.Conv2D):
                 out_channels, _, kh, kw = layer.weight.shape
-                param_init.normal_init(
-                    layer.weight, std=math.sqrt(2.0 / (out_channels * kh * kw)))
+                fan_out = out_channels * kh * kw
+                param_init.normal_init(layer.weight,
+                                       std=math.sqrt(2.0 / fan_out))
                 if layer.bias is not None:
                     param_init.constant_init(layer.bias, value=0.0)
-        for layer in self.sublayers():
-            if isinstance(layer, (BasicBlock, Bottleneck)):
-                last_bn = layer.bn2 if isinstance(layer,
-                                                  BasicBlock) else layer.bn3
-                param_init.constant_init(last_bn.weight, value=0.0)
+            elif isinstance(layer, BasicBlock):
+                param_init.constant_init(layer.bn2.weight, value=0.0)
+            elif isinstance(layer, Bottleneck):
+                param_init.constant_init(layer.bn3.weight, value=0.0)
 
 
 class ResNetV1c(DeepStemResNet):
@@ -207,8 +209,9 @@ class ResNetV1c(DeepStemResNet):
                  in_channels=3,
                  pretrained=None):
         if depth not in self.arch_settings:
-            raise ValueError('ResNetV1c depth must be one of {}, got {!r}.'.format(
-                sorted(self.arch_settings), depth))
+            raise ValueError(
+                'ResNetV1c depth must be one of {}, got {!r}.'.format(
+                    sorted(self.arch_settings), depth))
         block, stage_blocks = self.arch_settings[depth]
         super().__init__(block, block.expansion, stage_blocks,
                          stem_channels=64, avg_down=False,
