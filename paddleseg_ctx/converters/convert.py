@@ -11,7 +11,7 @@ from paddleseg.utils import logger
 
 from paddleseg_ctx import zoo
 from paddleseg_ctx.converters import torch_pickle
-from paddleseg_ctx.converters.keymaps import ConversionError, KeyMap, load_keymaps
+from paddleseg_ctx.converters.keymaps import ConversionError, KeyMap, load_keymaps, shown
 from paddleseg_ctx.weights import check_state_dict
 
 __all__ = ['Conversion', 'convert', 'convert_checkpoint', 'save_converted',
@@ -48,8 +48,13 @@ def read_state_dict(path):
             '{} holds no state dict: expected a dict of tensors, bare or under '
             "'state_dict' (mmseg) or 'model' (sssegmentation); found {}.".format(
                 path, ', '.join(top[:10])))
-    return source, {k[len('module.'):] if k.startswith('module.') else k: v
-                    for k, v in state.items()}
+    stripped = {k[len('module.'):] if k.startswith('module.') else k: v
+                for k, v in state.items()}
+    if len(stripped) != len(state):
+        twice = [k for k in state if k.startswith('module.') and k[len('module.'):] in state]
+        raise ConversionError('{} has keys both with and without the DataParallel prefix '
+                              "'module.': {}.".format(path, shown(twice)))
+    return source, stripped
 
 
 def find_keymap(state, path, keymaps=None):
@@ -58,7 +63,8 @@ def find_keymap(state, path, keymaps=None):
     found = [m for m in keymaps if m.matches(list(state))]
     if len(found) > 1:
         raise ConversionError('{} fits several key maps ({}); their detect patterns must '
-                              'exclude each other.'.format(path, ', '.join(m.path for m in found)))
+                              'exclude each other.'.format(
+                                  path, ', '.join(m.path for m in found)))
     if not found:
         prefixes = list(dict.fromkeys(k.split('.')[0] for k in state))
         raise ConversionError(

@@ -47,9 +47,10 @@ class KeyMap:
         self.description = spec.get('description', '')
         self.target = spec.get('target', 'model')
         if self.target not in TARGETS:
-            raise ConversionError(where + 'target must be one of {}'.format(', '.join(TARGETS)))
+            raise ConversionError(where + 'target must be one of ' + ', '.join(TARGETS))
         detect = spec.get('detect') or {}
-        if not isinstance(detect, dict) or set(detect) - {'all', 'none'} or not detect.get('all'):
+        if (not isinstance(detect, dict) or set(detect) - {'all', 'none'} or
+                not detect.get('all')):
             raise ConversionError(where + 'detect needs `all:` (a list of patterns) and may '
                               'have `none:`')
         self.detect_all = [self._compile(p, where) for p in detect['all']]
@@ -70,7 +71,8 @@ class KeyMap:
     @staticmethod
     def _pairs(items, field, where, kind):
         items = items or []
-        if not all(isinstance(i, list) and len(i) == 2 and isinstance(i[1], kind) for i in items):
+        if not all(isinstance(i, list) and len(i) == 2 and isinstance(i[1], kind)
+                   for i in items):
             raise ConversionError('{}{} must be a list of [pattern, {}] pairs'.format(
                 where, field, 'replacement' if kind is str else 'shape'))
         return items

@@ -117,7 +117,8 @@ class _Storage:
 
     @classmethod
     def empty(cls, file_dtype, numel):
-        return cls(file_dtype, np.empty(numel, np.float32 if file_dtype == BFLOAT16 else file_dtype))
+        array_dtype = np.float32 if file_dtype == BFLOAT16 else file_dtype
+        return cls(file_dtype, np.empty(numel, array_dtype))
 
     def fill(self, read):
         """Fill ``array`` from ``read(nbytes) -> bytes``."""
@@ -160,10 +161,13 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks, meta
     return _tensor(storage, offset, size, stride)
 
 
-def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None):
-    # ``storage`` is untyped (bytes); view it as ``dtype`` (uint16/32/64 only reach v3).
-    if not isinstance(storage, _Storage) or dtype == BFLOAT16:
-        raise TorchReadError('unsupported tensor of dtype {}'.format(dtype))
+def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype,
+                       metadata=None):
+    # ``storage`` is untyped (bytes), viewed as ``dtype``; torch uses v3 for the
+    # dtypes without a typed storage (uint16/32/64, float8 ...).
+    if not isinstance(dtype, _DType) or dtype == BFLOAT16:
+        raise TorchReadError('it holds a tensor of dtype {}, which this reader does not '
+                             'support'.format(getattr(dtype, 'cls_name', dtype)))
     return _tensor(_Storage(dtype, storage.array.view(dtype)), offset, size, stride)
 
 
@@ -173,7 +177,7 @@ def _rebuild_parameter(data, requires_grad, hooks, state=None):
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     # A tensor subclass: its values are those of the plain tensor.
-    if func not in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter):
+    if func not in _TORCH_FUNCTIONS.values():
         raise TorchReadError('a tensor subclass is rebuilt by {!r}, which this reader '
                              'does not support'.format(func))
     return func(*args)
@@ -213,7 +217,7 @@ _ALLOWED = {
     ('numpy', 'ndarray'): np.ndarray,
     ('numpy', 'dtype'): np.dtype,
 }
-for _numpy_core in ('numpy.core.multiarray', 'numpy._core.multiarray'):  # numpy 1 / numpy 2 files
+for _numpy_core in ('numpy.core.multiarray', 'numpy._core.multiarray'):  # numpy 1 / 2 files
     _ALLOWED[(_numpy_core, '_reconstruct')] = np.core.multiarray._reconstruct
     _ALLOWED[(_numpy_core, 'scalar')] = np.core.multiarray.scalar
 
@@ -235,7 +239,7 @@ class _Unpickler(pickle.Unpickler):
         if (module, name) in _TORCH_FUNCTIONS:
             return _TORCH_FUNCTIONS[(module, name)]
         in_torch = module.split('.')[0] == 'torch'
-        if in_torch and name in _STORAGE_DTYPES:  # torch.FloatStorage, torch.storage.UntypedStorage
+        if in_torch and name in _STORAGE_DTYPES:  # e.g. torch.FloatStorage
             return _DType(_STORAGE_DTYPES[name])
         if module == 'torch' and name in _TORCH_DTYPES:
             return _DType(_TORCH_DTYPES[name])
@@ -316,7 +320,8 @@ def _load_zip(archive):
     if member is None:
         raise TorchReadError('a zip archive without <folder>/data.pkl')
     top = member[:-len('data.pkl')]
-    if top + 'byteorder' in archive.namelist() and archive.read(top + 'byteorder') != b'little':
+    byteorder = top + 'byteorder'  # not written by older torch versions
+    if byteorder in archive.namelist() and archive.read(byteorder) != b'little':
         raise TorchReadError('it was written on a big-endian machine; only little-endian '
                              'files are supported')
     storages = {}
