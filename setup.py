@@ -30,6 +30,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.8',
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
+    package_data={'paddleseg_ctx.converters': ['keymaps/*.yml']},
     install_requires=read_requirements('requirements.txt'),
     extras_require={
         'test': ['pytest>=7'],

@@ -1,13 +1,18 @@
 """Pretrained weights named by URL, with a clear way out when offline.
 
-Published configs keep PaddleSeg's weight URLs (``model.backbone.pretrained``,
+Published configs keep the weight URLs of their source (``model.backbone.pretrained``,
 ``model.pretrained``).  ``fetch(url)`` returns a local ``.pdparams`` file:
 
 * cache hit: no network.  The cache is PaddleSeg's own download cache,
   ``$SEG_HOME/pretrained_model`` (default ``~/.paddleseg/pretrained_model``),
   with PaddleSeg's layout, so weights PaddleSeg downloaded before are reused;
 * otherwise one download with a short timeout (archives are unpacked);
-* local ``.tar.gz`` / ``.zip`` archives are unpacked too (``local_file``);
+* PyTorch checkpoints (``.pth``: mmsegmentation, sssegmentation, OpenMMLab
+  ImageNet backbones; recognised by content) are converted once by
+  ``paddleseg_ctx.converters`` to a ``.pdparams`` file next to the download;
+* ``local_file`` does the same for local files: archives are unpacked, PyTorch
+  checkpoints converted (cached under ``<cache>/converted/``, keyed by the
+  file's path, size and modification time);
 * failure: ``PretrainedDownloadError`` naming the URL, the path where the
   file can be put by hand, and the config key that can point at a local file.
   No lock or partial files are left behind.
@@ -17,6 +22,7 @@ Published configs keep PaddleSeg's weight URLs (``model.backbone.pretrained``,
 same code; ``paddleseg_ctx.compat`` applies them on import.
 """
 import contextlib
+import hashlib
 import os
 import shutil
 import tarfile
@@ -30,14 +36,16 @@ from paddleseg.cvlibs import manager
 from paddleseg.utils import logger, seg_env
 from paddleseg.utils import utils as paddleseg_utils
 
+from paddleseg_ctx import converters
 from paddleseg_ctx.weights import WeightsError
 
-__all__ = ['PretrainedDownloadError', 'fetch', 'local_file', 'cache_path',
-           'download_target', 'TIMEOUT']
+__all__ = ['PretrainedDownloadError', 'fetch', 'download', 'local_file',
+           'paddle_weights', 'cache_path', 'download_target', 'TIMEOUT']
 
 # (connect, read) seconds: an offline machine fails within seconds.
 TIMEOUT = (5, 30)
 _ARCHIVES = ('.tar.gz', '.tgz', '.tar', '.zip')
+_TORCH_SUFFIXES = ('.pth', '.pt')
 WHOLE_MODEL_KEY = '`model.pretrained` (or `--model_path`)'
 BACKBONE_KEY = '`model.backbone.pretrained`'
 
@@ -64,7 +72,8 @@ def _names(url):
 
 
 def cache_path(url):
-    """The ``.pdparams`` file ``fetch(url)`` returns (PaddleSeg's layout)."""
+    """The file ``download(url)`` returns (PaddleSeg's layout): the
+    ``.pdparams`` of an archive, else the file as published."""
     folder, name = _names(url)
     return os.path.join(seg_env.PRETRAINED_MODEL_HOME, folder, name)
 
@@ -79,9 +88,15 @@ def download_target(url):
 
 
 def fetch(url, config_key=WHOLE_MODEL_KEY):
-    """Return a local ``.pdparams`` file for ``url``, downloading it at most
-    once.  ``config_key`` names the setting that holds ``url`` (for the
-    error message)."""
+    """Return a local ``.pdparams`` file for ``url``, downloading (and, for a
+    PyTorch checkpoint, converting) it at most once.  ``config_key`` names
+    the setting that holds ``url`` (for the error message)."""
+    return paddle_weights(download(url, config_key))
+
+
+def download(url, config_key=WHOLE_MODEL_KEY):
+    """Return the local copy of ``url`` (``cache_path(url)``), downloading it
+    at most once; archives are unpacked, nothing is converted."""
     path, target = cache_path(url), download_target(url)
     if os.path.isfile(path):
         return path
@@ -89,14 +104,14 @@ def fetch(url, config_key=WHOLE_MODEL_KEY):
         return _unpack(target, path)
     logger.info('Downloading {} (timeout {} s)'.format(url, TIMEOUT[0]))
     with tempfile.TemporaryDirectory(dir=seg_env.PRETRAINED_MODEL_HOME) as tmp:
-        download = os.path.join(tmp, os.path.basename(target))
+        part = os.path.join(tmp, os.path.basename(target))
         try:
-            with open(download, 'wb') as file:
+            with open(part, 'wb') as file:
                 _download(url, file)
             if target != path:
-                return _unpack(download, path)
+                return _unpack(part, path)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(download, path)
+            os.replace(part, path)
             return path
         except (requests.RequestException, OSError, tarfile.TarError,
                 zipfile.BadZipFile) as error:
@@ -105,21 +120,47 @@ def fetch(url, config_key=WHOLE_MODEL_KEY):
                 'If this machine is offline, either\n'
                 '  - download that file elsewhere and put it at\n      {}\n'
                 '    (it is used from there next time, without downloading), or\n'
-                '  - set {} in the config to a local .pdparams / .tar.gz file.'
+                '  - set {} in the config to a local .pdparams / .pth / .tar.gz file.'
                 .format(url, type(error).__name__, error, target,
                         config_key)) from None
 
 
 def local_file(path_or_url, config_key=WHOLE_MODEL_KEY):
-    """``fetch`` URLs and unpack local archives; other paths are returned
-    unchanged."""
+    """``fetch`` URLs, unpack local archives and convert local PyTorch
+    checkpoints; other paths are returned unchanged."""
     if is_url(path_or_url):
         return fetch(path_or_url, config_key)
     if _is_archive(path_or_url) and os.path.isfile(path_or_url):
         folder, name = _names(path_or_url)
         unpacked = os.path.join(seg_env.PRETRAINED_MODEL_HOME, 'local', folder, name)
         return _unpack(path_or_url, unpacked)
-    return path_or_url
+    return paddle_weights(path_or_url)
+
+
+def paddle_weights(path):
+    """``path``, or for a PyTorch checkpoint (by suffix or content) its
+    converted ``.pdparams``, converted on first use: next to ``path`` when
+    it is in the download cache, else under ``<cache>/converted/``."""
+    if not os.path.isfile(path) or not (path.lower().endswith(_TORCH_SUFFIXES) or
+                                        converters.is_torch_checkpoint(path)):
+        return path
+    converted = _converted_path(path)
+    if not os.path.isfile(converted):
+        converters.save_converted(converters.convert_checkpoint(path), converted)
+    return converted
+
+
+def _converted_path(path):
+    path = os.path.abspath(path)
+    stem, ext = os.path.splitext(os.path.basename(path))
+    name = stem + ('.converted.pdparams' if ext == '.pdparams' else '.pdparams')
+    cache = os.path.abspath(seg_env.PRETRAINED_MODEL_HOME)
+    if path.startswith(cache + os.sep):  # a download, which never changes
+        return os.path.join(os.path.dirname(path), name)
+    info = os.stat(path)
+    key = '{}|{}|{}'.format(os.path.realpath(path), info.st_size, info.st_mtime_ns)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return os.path.join(cache, 'converted', digest, name)
 
 
 def _download(url, file):

@@ -13,19 +13,22 @@ class WeightsError(RuntimeError):
 
 def resolve_weights(path_or_url):
     """Return a local .pdparams file for ``path_or_url`` (downloading URLs,
-    unpacking archives; see ``paddleseg_ctx.pretrained``)."""
+    unpacking archives, converting PyTorch checkpoints once; see
+    ``paddleseg_ctx.pretrained``)."""
     from paddleseg_ctx.pretrained import local_file  # lazy: pretrained imports this module
     path = local_file(path_or_url)
     if not os.path.isfile(path):
         raise WeightsError(
             'Weights file "{}" does not exist. Point `pretrained` / '
-            '`--model_path` at an existing .pdparams file.'.format(path_or_url))
+            '`--model_path` at an existing .pdparams or PyTorch .pth file.'.format(
+                path_or_url))
     return path
 
 
-def check_state_dict(model, state_dict, source='<state dict>'):
+def check_state_dict(model, state_dict, source='<state dict>', advice=None):
     """Raise ``WeightsError`` unless ``state_dict`` matches ``model`` exactly
-    (same keys, same shapes)."""
+    (same keys, same shapes); the message lists the first ten offending keys
+    of each kind, their count, and ``advice``."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -38,14 +41,12 @@ def check_state_dict(model, state_dict, source='<state dict>'):
     for title, keys in (('missing', missing), ('unexpected', unexpected),
                         ('shape mismatch', wrong_shape)):
         if keys:
-            shown = ', '.join(keys[:8]) + (' ...' if len(keys) > 8 else '')
+            shown = ', '.join(keys[:10]) + (' ...' if len(keys) > 10 else '')
             problems.append('{} {} key(s): {}'.format(len(keys), title, shown))
     if problems:
-        raise WeightsError(
-            'Weights in {} do not fit {}:\n  {}\nIs it a checkpoint of this '
-            'model with the same backbone and num_classes? mmsegmentation / '
-            'sssegmentation checkpoints are not loadable yet (no converter).'.format(
-                source, type(model).__name__, '\n  '.join(problems)))
+        raise WeightsError('Weights in {} do not fit {}:\n  {}\n{}'.format(
+            source, type(model).__name__, '\n  '.join(problems), advice or
+            'Is it a checkpoint of this model with the same backbone and num_classes?'))
 
 
 def load_model_weights(model, path_or_url, strict=True):
@@ -53,14 +54,15 @@ def load_model_weights(model, path_or_url, strict=True):
 
     Args:
         model (nn.Layer): The model.
-        path_or_url (str): ``.pdparams`` file or URL of one.
+        path_or_url (str): ``.pdparams`` or PyTorch ``.pth`` file, or URL of one.
         strict (bool): Require identical keys and shapes (default). With
             ``strict=False`` only matching entries are loaded.
     """
     path = resolve_weights(path_or_url)
     state_dict = paddle.load(path)
     if strict:
-        check_state_dict(model, state_dict, source=path)
+        source = path if path == path_or_url else '{} (as {})'.format(path_or_url, path)
+        check_state_dict(model, state_dict, source=source)
     else:
         own = model.state_dict()
         state_dict = {

@@ -16,6 +16,7 @@ import pytest
 import requests
 from paddleseg.utils import seg_env
 
+from reference_imports import import_torch
 from paddleseg_ctx import compat, pretrained, weights
 from paddleseg_ctx.pretrained import PretrainedDownloadError
 
@@ -189,3 +190,34 @@ def test_backbone_loads_local_pdparams(tmp_path, resnet18_state, no_network):
     backbone = paddleseg.models.backbones.ResNet18_vd(pretrained=path)
     for key, value in backbone.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), resnet18_state[key].numpy())
+
+
+def test_pth_url_is_downloaded_and_converted_once(cache, tmp_path, monkeypatch):
+    torch = import_torch()
+    maps = tmp_path / 'maps'
+    maps.mkdir()
+    (maps / 'tiny.yml').write_text("detect: {all: ['net\\..*']}\n"
+                                   "rename: [['net\\.(.+)', '\\1']]\n")
+    monkeypatch.setenv('PADDLESEG_CTX_KEYMAPS', str(maps))
+    served = tmp_path / 'served' / 'v0.5' / 'gcnet_tiny'
+    served.mkdir(parents=True)
+    torch.save({'state_dict': {'net.w': torch.arange(3.)}, 'meta': {}},
+               served / 'gcnet_tiny_20200618-4b0fd17b.pth',
+               _use_new_zipfile_serialization=False)
+    with http_server(tmp_path / 'served') as root:
+        url = root + 'v0.5/gcnet_tiny/gcnet_tiny_20200618-4b0fd17b.pth'
+        path = pretrained.fetch(url)
+    assert files_in(cache) == ['gcnet_tiny/gcnet_tiny_20200618-4b0fd17b.pdparams',
+                               'gcnet_tiny/gcnet_tiny_20200618-4b0fd17b.pth']
+    assert path == str(cache / 'gcnet_tiny' / 'gcnet_tiny_20200618-4b0fd17b.pdparams')
+    np.testing.assert_array_equal(np.asarray(paddle.load(path)['w']), [0, 1, 2])
+    assert weights.resolve_weights(url) == path  # server gone: cached
+
+
+def test_unreachable_pth_url_says_where_to_put_the_file(cache):
+    url = UNREACHABLE + 'v0.5/gcnet/gcnet_r50-d8_20200618_074436-4b0fd17b.pth'
+    with pytest.raises(PretrainedDownloadError) as error:
+        weights.resolve_weights(url)
+    assert_clear_error(error, url, 'model.pretrained')
+    assert pretrained.download_target(url).endswith('gcnet/gcnet_r50-d8_20200618_074436-4b0fd17b.pth')
+    assert '.pth' in str(error.value).split('set ')[-1]  # a local .pth may be configured
