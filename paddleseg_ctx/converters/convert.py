@@ -7,6 +7,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import paddle
 from paddleseg.cvlibs import Config, SegBuilder
+from paddleseg.cvlibs import config_checker
+from paddleseg.cvlibs.config import parse_from_yaml
 from paddleseg.utils import logger
 
 from paddleseg_ctx import zoo
@@ -133,12 +135,16 @@ def zoo_config(checkpoint):
 def _build_target(config, target):
     """The model of ``config`` (or its backbone), built without weights."""
     try:
-        cfg = Config(config)
+        # Only the model matters: a config holding just `model:` is enough
+        # (with datasets, SegBuilder takes num_classes from them as usual).
+        has_data = 'train_dataset' in parse_from_yaml(config)
+        cfg = Config(config, checker=None if has_data else config_checker.ConfigChecker([]))
         model_cfg = cfg.dic.get('model', {})
         model_cfg.pop('pretrained', None)  # the weights are what is being made here
         if isinstance(model_cfg.get('backbone'), dict):
             model_cfg['backbone'].pop('pretrained', None)
-        model = SegBuilder(cfg).model
+        builder = SegBuilder(cfg)
+        model = builder.model if has_data else builder.build_component(model_cfg)
     except Exception as error:  # noqa: BLE001  (any failure: the config is unusable here)
         raise ConversionError('Cannot build the model of {} to check the converted weights: '
                               '{}: {}'.format(config, type(error).__name__, error)) from None
