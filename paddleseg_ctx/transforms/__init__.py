@@ -1,1 +1,2 @@
 """transforms."""
+from paddleseg_ctx.transforms import test_time  # noqa: F401  (registration)
