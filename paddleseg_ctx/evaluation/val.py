@@ -59,6 +59,8 @@ def evaluate(model, dataset, protocol, num_workers=0, auc_roc=False):
     start = time.time()
     with paddle.no_grad():
         for i, (image, label) in enumerate(loader):
+            # the loader hands out tensors; the protocol starts from uint8
+            image, label = image.numpy(), label.numpy()
             areas.add(predict(model, image, protocol, mean, std), label)
             bar.update(i + 1, [('batch_cost', (time.time() - start) / (i + 1))])
     summary = summarize(areas, protocol.miou)
