@@ -143,8 +143,10 @@ def main(argv=None):
             return 1
         return 0
     if updated != readme:
-        with open(args.readme, 'w', encoding='utf-8') as f:
+        tmp = args.readme + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
             f.write(updated)
+        os.replace(tmp, args.readme)
         print('updated ' + args.readme)
     return 0
 

@@ -7,7 +7,8 @@ import shlex
 
 import pytest
 
-from paddleseg_ctx.evaluation.protocol import COLUMNS
+from paddleseg_ctx.evaluation.protocol import (COLUMNS, paddleseg_flags,
+                                               protocol_for)
 from paddleseg_ctx.zoo import REPO_ROOT, ZooError, load_zoo, validate_zoo
 
 
@@ -64,7 +65,8 @@ BROKEN = {  # what is wrong: (mutation, text the error must contain)
     'unknown tta key': (lambda e: e['eval'].update(tta={'scales': [1]}),
                         "eval.tta: unknown key 'scales'"),
     'source cannot do it': (lambda e: e['eval'].update(miou='nanmean'),
-                                 "PaddleSeg's evaluate does not support miou: nanmean"),
+                            "PaddleSeg's evaluate does not support miou: "
+                            "nanmean"),
     'not what the source does': (lambda e: e.update(source='mmseg'),
                                  "merge: logits (mmseg's test code uses "
                                  "probs)"),
@@ -152,3 +154,16 @@ def test_eval_commands_run_each_published_column(entry):
         assert (args.config, args.protocol) == (entry['config'], column)
         assert args.model_path == entry['weights']
         assert not args.aug_eval and not args.is_slide  # --protocol only
+
+
+@pytest.mark.parametrize(
+    'entry', [e for e in ENTRIES if e['source'] == 'paddleseg'],
+    ids=lambda e: e['config'])
+def test_paddleseg_rows_run_paddleseg_flags(entry):
+    """--protocol on a PaddleSeg row = tools/val.py with these flags."""
+    flags = {c: paddleseg_flags(protocol_for(entry, c)) for c in COLUMNS}
+    assert flags['single'] == {}  # plain evaluation
+    assert flags['flip'] == dict(aug_eval=True, scales=[1.0],
+                                 flip_horizontal=True)
+    assert flags['ms_flip'] == dict(aug_eval=True, scales=[0.75, 1.0, 1.25],
+                                    flip_horizontal=True)  # PaddleSeg's ms

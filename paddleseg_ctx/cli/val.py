@@ -19,7 +19,7 @@ from paddleseg.utils import logger, utils
 
 from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import common
-from paddleseg_ctx.zoo import ZOO_FILE, find_entry
+from paddleseg_ctx.zoo import ZOO_FILE, ZooError, find_entry
 
 # PaddleSeg's own test-time flags, which --protocol replaces.
 AUG_FLAGS = ('aug_eval', 'scales', 'flip_horizontal', 'flip_vertical',
@@ -110,7 +110,10 @@ def _zoo_entry(parser, args, zoo_file):
                      'cannot be combined with {}; drop them, or drop '
                      '--protocol to use PaddleSeg\'s flags.'.format(
                          ', '.join(given)))
-    entry = find_entry(args.config, zoo_file)
+    try:
+        entry = find_entry(args.config, zoo_file)
+    except ZooError as err:
+        parser.error('--protocol: {}'.format(err))
     if entry is None:
         parser.error('--protocol: {} has no row in {}, so there is no '
                      'published protocol to run; use PaddleSeg\'s flags '

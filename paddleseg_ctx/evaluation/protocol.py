@@ -288,7 +288,10 @@ def describe(protocol):
             'original': 'softmax (at the original size) averaged',
         }['logits' if p.merge == 'logits' else steps.softmax_at])
     if p.source != 'paddleseg':
-        if p.mode == 'whole' and steps.whole_resizes == 1:
+        if p.mode == 'slide':
+            parts.append('window logits resized to the window, then to the '
+                         'original size')
+        elif steps.whole_resizes == 1:
             parts.append('logits resized once from feature resolution')
         else:
             parts.append('logits resized to the network input, then to the '

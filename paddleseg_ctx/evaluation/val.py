@@ -46,6 +46,10 @@ def evaluate(model, dataset, protocol, num_workers=0, auc_roc=False):
     if auc_roc:
         raise ValueError('auc_roc is computed by PaddleSeg\'s evaluate only, '
                          'not under {} protocols.'.format(protocol.source))
+    if paddle.distributed.ParallelEnv().nranks > 1:
+        raise RuntimeError('{} protocols run in one process; start the '
+                           'evaluation without paddle.distributed.launch.'
+                           .format(protocol.source))
     mean, std = _normalize_parameters(dataset)
     model.eval()
     areas = Areas(dataset.num_classes, dataset.ignore_index,
