@@ -29,7 +29,7 @@ from paddleseg.cvlibs import manager
 from paddleseg.datasets import ADE20K, Dataset
 from paddleseg.transforms import Normalize, Padding
 
-from reference_imports import import_ssseg
+from reference_imports import import_mmseg, import_ssseg, import_torch
 from paddleseg_ctx.cli import val
 from paddleseg_ctx.evaluation import Protocol, evaluate
 from paddleseg_ctx.evaluation.inference import predict
@@ -429,6 +429,62 @@ def test_mmseg_slide_with_windows_larger_than_small_scales(data, pad):
     assert (other.argmax(0) != totals[0].argmax(0)).any()
 
 
+@pytest.mark.parametrize('mode,align_corners', [('whole', False),
+                                                  ('slide', True)])
+def test_mmseg_single_scale_matches_mmsegmentation_code(data, mode,
+                                                        align_corners):
+    """mmsegmentation's own EncoderDecoder.predict (1.2.2; single scale is
+    the same in 0.x) and test Resize on a torch copy of the probe."""
+    import_mmseg()
+    torch = import_torch()
+    from mmcv.transforms import Resize
+    from mmengine.config import ConfigDict
+    from mmengine.model import BaseModule
+    from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+    from mmseg.models.segmentors import EncoderDecoder
+    from mmseg.structures import SegDataSample
+    model = probe(align_corners)
+
+    class Backbone(BaseModule):
+
+        def __init__(self):
+            super().__init__()
+            self.probe = torch_probe(model)
+
+        def forward(self, x):
+            return [self.probe(x)]
+
+    class Head(BaseDecodeHead):  # the backbone already gives the logits
+
+        def forward(self, inputs):
+            return inputs[0]
+
+    slide = dict(mode='slide', crop_size=(21, 21), stride=(13, 13))
+    segmentor = EncoderDecoder(
+        backbone=dict(type=Backbone),
+        decode_head=dict(type=Head, in_channels=K, channels=K,
+                         num_classes=K, align_corners=align_corners),
+        test_cfg=ConfigDict(slide if mode == 'slide' else dict(
+            mode='whole'))).eval()
+    img_scale = (49, 25) if mode == 'slide' else (48, 32)
+    totals = []
+    with torch.no_grad():
+        for image_path, _, rgb, _ in data['samples']:
+            image = Resize(scale=img_scale, keep_ratio=True)(
+                {'img': cv2.imread(image_path)})['img']
+            x = np_normalize(image[:, :, ::-1]).astype('float32')
+            meta = dict(ori_shape=rgb.shape[:2], img_shape=image.shape[:2],
+                        pad_shape=image.shape[:2], padding_size=[0] * 4)
+            out = segmentor.predict(torch.from_numpy(x[None].copy()),
+                                    [SegDataSample(metainfo=meta)])
+            totals.append(out[0].seg_logits.data.numpy().astype('float64'))
+    extra = dict(mode='slide', slide_crop_size=(21, 21),
+                 slide_stride=(13, 13)) if mode == 'slide' else {}
+    protocol = Protocol('mmseg', test_resize='fit', img_scale=img_scale,
+                        merge='probs', miou='nanmean', **extra)
+    run_protocol(data, model, protocol, totals)
+
+
 # ------------------------------------------------------------------- ssseg
 
 SSSEG_CASES = {
@@ -482,6 +538,108 @@ def test_lip_flip_swaps_paired_channels(data):
     unswapped = ref_ssseg(model, data['samples'][0][2], (1.0, ), True,
                           (33, 33), keep_ratio=False)
     assert (unswapped.argmax(0) != totals[0].argmax(0)).any()
+
+
+def torch_probe(model):
+    """A torch copy of the probe (same weights), for the reference code."""
+    torch = import_torch()
+
+    class TorchProbe(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.cls = torch.nn.Conv2d(10, model.num_classes, 1)
+            self.load_state_dict({
+                k: torch.from_numpy(v.numpy())
+                for k, v in model.state_dict().items()
+            })
+
+        def forward(self, x):
+            feat = torch.nn.functional.avg_pool2d(
+                torch.tanh(self.conv(x)), 8, 8, ceil_mode=True)
+            n, _, h, w = feat.shape
+            yy = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(n, 1, h, w)
+            xx = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(n, 1, h, w)
+            return self.cls(torch.cat([feat, yy, xx], 1))
+
+    return TorchProbe().eval()
+
+
+# ssseg inference cfg (windows h x w), protocol fields, test Resize.  The
+# flip pairs come from the train pipeline's RandomFlip, as in ssseg's LIP.
+SSSEG_CODE_CASES = {
+    'slide_probs_ms_flip': (
+        {'forward': {'mode': 'slide', 'cropsize': (20, 30),
+                     'stride': (11, 11)},
+         'tta': {'multiscale': [0.5, 1.0, 1.5], 'flip': True,
+                 'use_probs_before_resize': True}},
+        dict(scales=(0.5, 1.0, 1.5), flip=True, mode='slide',
+             slide_crop_size=(30, 20), slide_stride=(11, 11), merge='probs'),
+        ('Resize', {'output_size': (48, 32), 'keep_ratio': True,
+                    'scale_range': None}),
+        dict(test_resize='fit', img_scale=(48, 32))),
+    'lip_flip': (
+        {'forward': {'mode': 'whole', 'cropsize': None, 'stride': None},
+         'tta': {'multiscale': [1], 'flip': True,
+                 'use_probs_before_resize': False}},
+        dict(flip=True, flip_pairs=((1, 2), )),
+        ('Resize', {'output_size': (33, 33), 'keep_ratio': False,
+                    'scale_range': None}),
+        dict(test_resize='squash', img_scale=(33, 33))),
+}
+
+
+@pytest.mark.parametrize('case', SSSEG_CODE_CASES)
+def test_ssseg_matches_sssegmentation_code(data, case):
+    """sssegmentation's own BaseSegmentor.inference/auginference and data
+    pipeline on a torch copy of the probe, merged as its test.py does."""
+    import_ssseg()
+    torch = import_torch()
+    base = importlib.import_module('ssseg.modules.models.segmentors.base.base')
+    pipelines = importlib.import_module('ssseg.modules.datasets.pipelines')
+    structures = importlib.import_module('ssseg.modules.utils')
+    inference_cfg, fields, resize, resize_fields = SSSEG_CODE_CASES[case]
+    model = probe()
+
+    class TorchProbe(base.BaseSegmentor):
+
+        def __init__(self):
+            torch.nn.Module.__init__(self)
+            flip = ('RandomFlip', {'fixed_seg_target_pairs': [(2, 1)]})
+            self.cfg = {
+                'inference': inference_cfg, 'num_classes': K,
+                'dataset': {'train': {'data_pipelines': [flip] if
+                                      fields.get('flip_pairs') else []}}
+            }
+            self.mode, self.align_corners = 'TEST', False
+            self.probe = torch_probe(model)
+
+        def forward(self, data_meta):
+            return structures.SSSegOutputStructure(
+                mode='TEST', seg_logits=self.probe(data_meta.images))
+
+    segmentor = TorchProbe().eval()
+    compose = pipelines.Compose([
+        pipelines.BuildDataTransform(dict(resize[1], type=resize[0])),
+        pipelines.BuildDataTransform(dict(type='Normalize',
+                                          mean=[m * 255 for m in MEAN],
+                                          std=[s * 255 for s in STD])),
+        pipelines.BuildDataTransform(dict(type='ToTensor')),
+    ])
+    totals = []
+    with torch.no_grad():
+        for image_path, _, rgb, _ in data['samples']:
+            height, width = rgb.shape[:2]
+            image = compose({'image': cv2.imread(image_path)})['image']
+            outputs = segmentor.auginference(image[None])
+            merged = sum(
+                torch.nn.functional.interpolate(
+                    out, size=(height, width), mode='bilinear',
+                    align_corners=False) for out in outputs) / len(outputs)
+            totals.append(merged[0].numpy().astype('float64'))
+    protocol = Protocol('ssseg', miou='nanmean', **fields, **resize_fields)
+    run_protocol(data, model, protocol, totals)
 
 
 # ------------------------------------------------------------- mIoU rules
