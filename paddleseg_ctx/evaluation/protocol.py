@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 __all__ = [
-    'COLUMNS', 'Protocol', 'STEPS', 'Steps', 'describe', 'paddleseg_flags',
+    'COLUMNS', 'Protocol', 'SOURCE_CHOICES', 'STEPS', 'Steps', 'describe',
+    'paddleseg_flags',
     'protocol_for', 'source_mismatches'
 ]
 
@@ -68,6 +69,14 @@ STEPS = {
     'mmseg': Steps('refit', 2, 'original', 'original', False),
     # ssseg segmentors/base/base.py (inference, auginference) + test.py
     'ssseg': Steps('factor', 1, 'output', 'output', True),
+}
+
+# What each codebase's test code always does, whatever its config says
+# (ssseg configs choose logits or probs per row).
+SOURCE_CHOICES = {
+    'paddleseg': {'merge': 'logits', 'miou': 'empty_as_zero'},
+    'mmseg': {'merge': 'probs', 'miou': 'nanmean'},
+    'ssseg': {'miou': 'nanmean'},
 }
 
 
@@ -181,11 +190,7 @@ class Protocol:
 def source_mismatches(protocol):
     """What in ``protocol`` differs from what its source's test code does
     (a zoo row must follow its source); empty if nothing."""
-    expected = {
-        'paddleseg': {'merge': 'logits', 'miou': 'empty_as_zero'},
-        'mmseg': {'merge': 'probs', 'miou': 'nanmean'},
-        'ssseg': {'miou': 'nanmean'},
-    }[protocol.source]
+    expected = SOURCE_CHOICES[protocol.source]
     return [
         '{}: {} ({}\'s test code uses {})'.format(key, getattr(protocol, key),
                                                  protocol.source, value)
