@@ -16,8 +16,7 @@ from typing import Optional, Tuple
 
 __all__ = [
     'COLUMNS', 'Protocol', 'SOURCE_CHOICES', 'STEPS', 'Steps', 'describe',
-    'paddleseg_flags',
-    'protocol_for', 'source_mismatches'
+    'paddleseg_flags', 'protocol_for', 'source_mismatches'
 ]
 
 # CLI name of a column -> key of its number in a zoo entry's ``published``.
