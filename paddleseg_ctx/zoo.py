@@ -11,7 +11,10 @@ from typing import Callable, NamedTuple, Union
 
 import yaml
 
-__all__ = ['ZOO_FILE', 'ZooError', 'load_zoo', 'validate_zoo']
+from paddleseg_ctx.evaluation.protocol import (COLUMNS, protocol_for,
+                                               source_mismatches)
+
+__all__ = ['ZOO_FILE', 'ZooError', 'find_entry', 'load_zoo', 'validate_zoo']
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
@@ -52,16 +55,35 @@ _SIZE = Field('[width, height], two positive integers', _is_size)
 _PERCENT = Field('a mIoU in percent (0-100), or null if not published',
                  lambda v: v is None or (_is_number(v) and 0 <= v <= 100))
 
+_SCALES = Field(
+    'a non-empty list of positive numbers (the scales behind ms+flip)',
+    lambda v: isinstance(v, list) and v and
+    all(_is_number(s) and s > 0 for s in v))
+_BOOL = Field('true or false', lambda v: isinstance(v, bool), required=False)
+_OPTIONAL_SIZE = _SIZE._replace(required=False)
+
+# Keys of ``eval`` that the flip and ms+flip columns may override (``tta``).
+TTA_FIELDS = {
+    'mode': _one_of(('whole', 'slide'))._replace(required=False),
+    'slide_crop_size': _OPTIONAL_SIZE,
+    'slide_stride': _OPTIONAL_SIZE,
+    'slide_pad': _BOOL,
+    'merge': _one_of(('logits', 'probs'))._replace(required=False),
+}
+
+# Protocol of the published numbers; paddleseg_ctx.evaluation.Protocol
+# documents each key.
 EVAL_FIELDS = {
+    'test_resize': _one_of(('none', 'fit', 'squash')),
+    'img_scale': _OPTIONAL_SIZE,  # fit / squash target, [w, h]
     'mode': _one_of(('whole', 'slide')),
-    'slide_crop_size': _SIZE._replace(required=False),  # only for slide
-    'slide_stride': _SIZE._replace(required=False),  # only for slide
-    'ms_scales': Field(
-        'a non-empty list of positive numbers (the scales behind ms+flip)',
-        lambda v: isinstance(v, list) and v and
-        all(_is_number(s) and s > 0 for s in v)),
-    'merge': _one_of(('logits', 'probs')),  # what ms/flip TTA averages
+    'slide_crop_size': _OPTIONAL_SIZE,  # slide window [w, h]
+    'slide_stride': _OPTIONAL_SIZE,  # slide step [w, h]
+    'slide_pad': _BOOL,  # zero-pad windows larger than the image (mmseg 0.5)
+    'ms_scales': _SCALES,
+    'merge': _one_of(('logits', 'probs')),  # what flip/ms TTA averages
     'miou': _one_of(('empty_as_zero', 'nanmean')),  # classes with no pixels
+    'tta': Field('a mapping', TTA_FIELDS, required=False),
 }
 
 ENTRY_FIELDS = {
@@ -113,6 +135,7 @@ def _check_mapping(value, fields, where, errors):
 
 
 def _check_entry(entry, where, root, errors):
+    errors_before = len(errors)
     _check_mapping(entry, ENTRY_FIELDS, where, errors)
     if not isinstance(entry, dict):
         return
@@ -126,15 +149,21 @@ def _check_entry(entry, where, root, errors):
             published.get(k) is None for k in ENTRY_FIELDS['published'].check):
         errors.append('{}.published: at least one mIoU must be a number'.format(
             where))
-    ev = entry.get('eval')
-    if isinstance(ev, dict):
-        slide_keys = [k for k in ('slide_crop_size', 'slide_stride') if k in ev]
-        if ev.get('mode') == 'slide' and len(slide_keys) != 2:
-            errors.append('{}.eval: mode slide needs slide_crop_size and '
-                          'slide_stride'.format(where))
-        if ev.get('mode') == 'whole' and slide_keys:
-            errors.append('{}.eval: {} only apply to mode slide'.format(
-                where, ', '.join(slide_keys)))
+    if len(errors) > errors_before:
+        return  # protocols need well-formed fields
+    problems = {}  # message -> columns it applies to
+    for column, key in COLUMNS.items():
+        if entry['published'][key] is None:
+            continue
+        try:
+            found = source_mismatches(protocol_for(entry, column))
+        except ValueError as err:
+            found = [str(err)]
+        for problem in found:
+            problems.setdefault(problem, []).append(column)
+    errors.extend('{}.eval ({} column{}): {}'.format(
+        where, ', '.join(columns), 's' if len(columns) > 1 else '', problem)
+                  for problem, columns in problems.items())
 
 
 def validate_zoo(entries, root=REPO_ROOT, source='model zoo'):
@@ -173,3 +202,14 @@ def load_zoo(path=ZOO_FILE):
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     validate_zoo(entries, root, source=path)
     return entries
+
+
+def find_entry(config, path=ZOO_FILE):
+    """The entry of the zoo file at ``path`` whose ``config`` is the file
+    ``config`` (any path to it), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    target = os.path.realpath(config)
+    for entry in load_zoo(path):
+        if os.path.realpath(os.path.join(root, entry['config'])) == target:
+            return entry
+    return None

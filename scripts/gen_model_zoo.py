@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from paddleseg_ctx.evaluation.protocol import COLUMNS, describe, protocol_for
 from paddleseg_ctx.zoo import REPO_ROOT, ZOO_FILE, load_zoo
 
 README = os.path.join(REPO_ROOT, 'README.md')
@@ -22,19 +23,11 @@ DATASET_NAMES = {
     'cocostuff10k': 'COCO-Stuff-10k',
     'lip': 'LIP',
 }
+COLUMN_NAMES = {'single': 'mIoU', 'flip': 'flip', 'ms_flip': 'ms+flip'}
 SOURCE_NAMES = {
     'paddleseg': 'PaddleSeg',
     'mmseg': 'mmsegmentation',
     'ssseg': 'sssegmentation',
-}
-MERGE_TEXT = {
-    'logits': 'logits averaged',
-    'probs': 'softmax probabilities averaged',
-}
-MIOU_TEXT = {
-    'empty_as_zero':
-    'mIoU counts classes absent from prediction and label as 0',
-    'nanmean': 'mIoU skips classes absent from prediction and label',
 }
 
 
@@ -66,29 +59,24 @@ def table_row(e):
 
 
 def eval_commands(e):
-    """Shell lines that re-measure each published number of entry ``e``."""
-    ev = e['eval']
-    protocol = ['{} image'.format(ev['mode']), MERGE_TEXT[ev['merge']],
-                MIOU_TEXT[ev['miou']]]
+    """Shell lines that re-measure each published number of entry ``e``,
+    each after a comment saying what its protocol runs."""
     if e['weights'].endswith('.pdparams'):
-        model_path = e['weights']
+        model_path, lines = e['weights'], ['# ' + _title(e)]
     else:  # torch checkpoint: convert it first
         model_path = 'model.pdparams'
-        protocol.append('model.pdparams converted from ' + e['weights'])
-    base = 'python -m paddleseg_ctx.val --config {} --model_path {}'.format(
-        e['config'], model_path)
-    if ev['mode'] == 'slide':
-        base += ' --is_slide --crop_size {} {} --stride {} {}'.format(
-            *ev['slide_crop_size'], *ev['slide_stride'])
-    flip = ' --aug_eval --flip_horizontal'
-    scales = ' --scales ' + ' '.join(str(s) for s in ev['ms_scales'])
-    runs = [('mIoU', 'miou', base), ('flip', 'miou_flip', base + flip),
-            ('ms+flip', 'miou_ms_flip', base + flip + scales)]
-    lines = ['# {} ({})'.format(_title(e), '; '.join(protocol))]
-    for label, key, command in runs:
-        if e['published'][key] is not None:
-            lines += ['# {} {}'.format(label, _percent(e['published'][key])),
-                      command]
+        lines = ['# {} (model.pdparams converted from {})'.format(
+            _title(e), e['weights'])]
+    for column, key in COLUMNS.items():
+        if e['published'][key] is None:
+            continue
+        lines += [
+            '# {} {}: {}'.format(COLUMN_NAMES[column],
+                                 _percent(e['published'][key]),
+                                 describe(protocol_for(e, column))),
+            'python -m paddleseg_ctx.val --config {} --model_path {} '
+            '--protocol {}'.format(e['config'], model_path, column)
+        ]
     return lines
 
 
@@ -106,8 +94,10 @@ def render(entries):
         '', 'mIoU in percent on the validation set, as published by the '
         'source. Crop is width x height; bs is images per GPU; `?`: the '
         'source does not record the number of GPUs. flip: horizontal flip at '
-        'scale 1.0; ms+flip: the scales in the commands below, each with '
-        'flip; `-`: not published.'
+        'scale 1.0; ms+flip: several scales, each with flip; `-`: not '
+        'published. The commands below re-measure each number with the '
+        'protocol of its source (`--protocol`); the comment above each says '
+        'what it runs.'
     ]
     notes = [e for e in entries if e.get('note')]
     if notes:
@@ -153,8 +143,10 @@ def main(argv=None):
             return 1
         return 0
     if updated != readme:
-        with open(args.readme, 'w', encoding='utf-8') as f:
+        tmp = args.readme + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
             f.write(updated)
+        os.replace(tmp, args.readme)
         print('updated ' + args.readme)
     return 0
 

@@ -7,6 +7,8 @@ import shlex
 
 import pytest
 
+from paddleseg_ctx.evaluation.protocol import (COLUMNS, paddleseg_flags,
+                                               protocol_for)
 from paddleseg_ctx.zoo import REPO_ROOT, ZooError, load_zoo, validate_zoo
 
 
@@ -58,6 +60,16 @@ BROKEN = {  # what is wrong: (mutation, text the error must contain)
                          'eval.merge: missing'),
     'slide without window': (lambda e: e['eval'].update(mode='slide'),
                              'mode slide needs slide_crop_size'),
+    'resize without img_scale': (lambda e: e['eval'].update(
+        test_resize='fit'), 'img_scale goes with test_resize fit'),
+    'unknown tta key': (lambda e: e['eval'].update(tta={'scales': [1]}),
+                        "eval.tta: unknown key 'scales'"),
+    'source cannot do it': (lambda e: e['eval'].update(miou='nanmean'),
+                            "PaddleSeg's evaluate does not support miou: "
+                            "nanmean"),
+    'not what the source does': (lambda e: e.update(source='mmseg'),
+                                 "merge: logits (mmseg's test code uses "
+                                 "probs)"),
     'window without slide': (lambda e: e['eval'].update(
         slide_stride=[512, 512]), 'only apply to mode slide'),
     'config missing': (lambda e: e.update(config='configs/x/none.yml'),
@@ -127,22 +139,31 @@ def test_table_has_one_row_per_entry_with_its_numbers():
 
 
 @pytest.mark.parametrize('entry', ENTRIES, ids=lambda e: e['config'])
-def test_eval_commands_follow_the_protocol(entry):
+def test_eval_commands_run_each_published_column(entry):
     cli = pytest.importorskip('paddleseg_ctx.cli.val')
     commands = [
         line for line in gen.eval_commands(entry)
         if line.startswith('python -m paddleseg_ctx.val ')
     ]
-    assert len(commands) == 3  # mIoU, flip, ms+flip
-    parsed = [
-        cli.build_parser().parse_args(shlex.split(c)[3:]) for c in commands
-    ]
-    for args in parsed:
-        assert (args.config, args.model_path) == (entry['config'],
-                                                  entry['weights'])
-        assert not args.is_slide  # every row so far is whole-image
-    single, flip, ms_flip = parsed
-    assert not single.aug_eval
-    assert flip.aug_eval and flip.flip_horizontal and flip.scales == 1.0
-    assert ms_flip.aug_eval and ms_flip.flip_horizontal
-    assert ms_flip.scales == [0.75, 1.0, 1.25]  # PaddleSeg's ms convention
+    columns = [c for c, key in COLUMNS.items()
+               if entry['published'][key] is not None]
+    assert len(commands) == len(columns)
+    parser = cli.build_parser()
+    for command, column in zip(commands, columns):
+        args = parser.parse_args(shlex.split(command)[3:])
+        assert (args.config, args.protocol) == (entry['config'], column)
+        assert args.model_path == entry['weights']
+        assert not args.aug_eval and not args.is_slide  # --protocol only
+
+
+@pytest.mark.parametrize(
+    'entry', [e for e in ENTRIES if e['source'] == 'paddleseg'],
+    ids=lambda e: e['config'])
+def test_paddleseg_rows_run_paddleseg_flags(entry):
+    """--protocol on a PaddleSeg row = tools/val.py with these flags."""
+    flags = {c: paddleseg_flags(protocol_for(entry, c)) for c in COLUMNS}
+    assert flags['single'] == {}  # plain evaluation
+    assert flags['flip'] == dict(aug_eval=True, scales=[1.0],
+                                 flip_horizontal=True)
+    assert flags['ms_flip'] == dict(aug_eval=True, scales=[0.75, 1.0, 1.25],
+                                    flip_horizontal=True)  # PaddleSeg's ms
