@@ -160,8 +160,9 @@ class ImageLevelContext(nn.Layer):
 
     def forward(self, x):
         # sssegmentation resizes the pooled 1x1 map bilinearly, which is this
-        # broadcast; expand exports as a plain op.
-        x_global = x.mean(axis=[2, 3], keepdim=True).expand_as(x)
+        # broadcast.  (expand_as converts wrongly to ONNX; expand does not.)
+        x_global = paddle.expand(
+            x.mean(axis=[2, 3], keepdim=True), paddle.shape(x))
         context = self.correlate_net(x, paddle.concat([x_global, x], axis=1))
         return self.bottleneck(paddle.concat([x, context], axis=1))
 
@@ -187,6 +188,9 @@ def semantic_centres(feats, logits):
     """Each pixel's class centre: the pixels whose argmax class is k, averaged
     with weights softmax(class-k logit) over those pixels.
 
+    Vectorised as segment sums over (image, class) ids, linear in N*H*W*C
+    (a one-hot matmul would be K times that).
+
     Args:
         feats (Tensor): [N, C, H, W] features.
         logits (Tensor): [N, K, H, W] class logits (argmax ties go to the
@@ -195,19 +199,31 @@ def semantic_centres(feats, logits):
     Returns:
         Tensor: [N, C, H, W], the centre of each pixel's class.
     """
-    num_classes = logits.shape[1]
+    n, c, k = paddle.shape(feats)[0], feats.shape[1], logits.shape[1]
     logits = logits.flatten(2)  # [N, K, HW]
     label = logits.argmax(axis=1, keepdim=True)  # [N, 1, HW]
-    member = label == paddle.arange(num_classes).unsqueeze(-1)  # [N, K, HW]
-    # A finite fill keeps rows of absent classes finite (a uniform softmax,
-    # zeroed next), where -inf would give NaN, also in the backward pass.
-    fill = paddle.full([1], paddle.finfo(logits.dtype).min, logits.dtype)
-    weights = F.softmax(paddle.where(member, logits, fill), axis=-1)
-    weights = weights * member.astype(weights.dtype)
-    centres = paddle.matmul(feats.flatten(2), weights, transpose_y=True)
-    # [N, C, K] -> [N, C, HW]: each pixel takes its class's column.
-    out = paddle.take_along_axis(centres, label, axis=2)
-    return out.reshape(paddle.shape(feats))
+    # Segment id of every pixel: image * K + class.
+    index = (label + k * paddle.arange(n).reshape([-1, 1, 1])).flatten()
+    # Shift by the segment's largest logit (constant per softmax, so no
+    # gradient); the finite fill keeps absent classes' rows finite.
+    member = label == paddle.arange(k).unsqueeze(-1)  # [N, K, HW]
+    lowest = paddle.full([1], paddle.finfo(logits.dtype).min, logits.dtype)
+    class_max = paddle.where(member, logits, lowest).max(axis=2).flatten()
+    score = paddle.take_along_axis(logits, label, axis=1).flatten()
+    exp = paddle.exp(score - paddle.gather(class_max.detach(), index))
+    # Segment sums with scatter_nd_add (ONNX ScatterND; index_add has no
+    # paddle2onnx mapper).
+    segments = index.unsqueeze(-1)
+    norm = paddle.scatter_nd_add(
+        paddle.zeros([n * k], exp.dtype), segments, exp)
+    weight = exp / paddle.gather(norm, index)  # softmax within each segment
+    rows = feats.flatten(2).transpose([0, 2, 1]).reshape([-1, c])
+    centres = paddle.scatter_nd_add(
+        paddle.zeros([n * k, c], rows.dtype), segments,
+        rows * weight.unsqueeze(-1))  # [N*K, C], absent classes stay 0
+    out = paddle.gather(centres, index)  # [N*HW, C]
+    return out.reshape([n, -1, c]).transpose([0, 2, 1]).reshape(
+        paddle.shape(feats))
 
 
 class SelfAttentionBlock(layers.AttentionBlock):
