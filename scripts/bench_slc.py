@@ -109,8 +109,8 @@ def main():
                     times[fn].append(timed(run, fn))
             vec = statistics.median(times[semantic_centres]) * 1e3
             loop = statistics.median(times[loop_centres]) * 1e3
-            print('{:>8s} {:>10d} {:>14.1f} {:>9.1f} {:>6.1f}x {:>10.2g}'.format(
-                size, num_present, vec, loop, loop / vec, diff))
+            print('{:>8s} {:>10d} {:>14.1f} {:>9.1f} {:>6.1f}x {:>10.2g}'
+                  .format(size, num_present, vec, loop, loop / vec, diff))
 
 
 if __name__ == '__main__':

@@ -88,6 +88,14 @@ def conv_bn_act(in_channels, out_channels, kernel_size, act):
         in_channels, out_channels, kernel_size, act_type=act, bias_attr=False)
 
 
+def conv_classifier(in_channels, channels, num_classes, kernel_size, act,
+                    dropout):
+    """[conv+BN+act, Dropout2D, 1x1 classifier] as a Sequential."""
+    return nn.Sequential(
+        conv_bn_act(in_channels, channels, kernel_size, act),
+        nn.Dropout2D(dropout), nn.Conv2D(channels, num_classes, 1))
+
+
 class ISNetHead(nn.Layer):
     """3x3 bottleneck on C4 -> feats; image-level context -> feats_il;
     stage-1 decoder on feats; semantic-level context (from the stage-1
@@ -102,29 +110,26 @@ class ISNetHead(nn.Layer):
         self.bottleneck = conv_bn_act(c4_channels, feats_channels, 3, act)
         self.ilc_net = ImageLevelContext(feats_channels, transform_channels,
                                          act)
-        self.decoder_stage1 = nn.Sequential(
-            conv_bn_act(feats_channels, feats_channels, 1, act),
-            nn.Dropout2D(dropout), nn.Conv2D(feats_channels, num_classes, 1))
+        self.decoder_stage1 = conv_classifier(feats_channels, feats_channels,
+                                              num_classes, 1, act, dropout)
         self.slc_net = SemanticLevelContext(feats_channels, transform_channels,
                                             act)
         if shortcut_channels:
             # The shortcut conv keeps its bias, as in sssegmentation.
             self.shortcut = layers.ConvBNAct(
                 c1_channels, shortcut_channels, 1, act_type=act)
-            self.decoder_stage2 = nn.Sequential(
-                conv_bn_act(feats_channels + shortcut_channels,
-                            feats_channels, 1, act),
-                nn.Dropout2D(dropout), nn.Conv2D(feats_channels, num_classes,
-                                                 1))
+            self.decoder_stage2 = conv_classifier(
+                feats_channels + shortcut_channels, feats_channels,
+                num_classes, 1, act, dropout)
         else:
             self.shortcut = None
             self.decoder_stage2 = fcn_classifier(feats_channels, num_classes,
                                                  nn.Dropout2D(dropout))
-        # sssegmentation's aux width (512) equals feats_channels in its configs.
-        self.aux = nn.Sequential(
-            conv_bn_act(c3_channels, feats_channels, 3, act),
-            nn.Dropout2D(dropout), nn.Conv2D(
-                feats_channels, num_classes, 1)) if enable_auxiliary_loss else None
+        self.aux = None
+        if enable_auxiliary_loss:
+            # sssegmentation's aux width (512) is feats_channels in its configs.
+            self.aux = conv_classifier(c3_channels, feats_channels,
+                                       num_classes, 3, act, dropout)
 
     def forward(self, c1, c2, c3, c4):
         feats = self.bottleneck(c4)
@@ -185,11 +190,13 @@ class SemanticLevelContext(nn.Layer):
 
 
 def semantic_centres(feats, logits):
-    """Each pixel's class centre: the pixels whose argmax class is k, averaged
-    with weights softmax(class-k logit) over those pixels.
+    """The class centre of every pixel (sssegmentation's semantic-level
+    context): per image, the centre of class k is the mean of the features of
+    the pixels whose argmax is k, weighted by the softmax of their class-k
+    logits over those pixels; each pixel receives the centre of its class.
 
-    Vectorised as segment sums over (image, class) ids, linear in N*H*W*C
-    (a one-hot matmul would be K times that).
+    Vectorised as segment sums over (image, class) ids: linear in N*H*W*C
+    (a one-hot matmul would be K times that), no loop, dynamic shapes.
 
     Args:
         feats (Tensor): [N, C, H, W] features.
