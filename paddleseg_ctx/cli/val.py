@@ -85,7 +85,7 @@ def main(argv=None, zoo_file=ZOO_FILE):
                        .format(cfg.test_config))
     dataset = builder.val_dataset
     protocol = evaluation.protocol_for(
-        entry, args.protocol, flip_pairs=getattr(dataset, 'flip_pairs', ()))
+        entry, args.protocol, flip_pairs=getattr(dataset, 'FLIP_LABEL_PAIRS', ()))
     published = entry['published'][evaluation.COLUMNS[args.protocol]]
     logger.info('Re-measuring the published {} mIoU {:.2f} of {} ({} '
                 'protocol).'.format(args.protocol, published, args.config,

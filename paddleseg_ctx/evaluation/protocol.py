@@ -117,7 +117,7 @@ class Protocol:
         miou: ``empty_as_zero`` (PaddleSeg: a class absent from prediction
             and label has IoU 0) | ``nanmean`` (it is skipped).
         flip_pairs: output channels swapped on a flipped run (LIP's
-            left/right classes); taken from the dataset's ``flip_pairs``.
+            left/right classes); the dataset's ``FLIP_LABEL_PAIRS``.
     """
     source: str
     scales: Tuple[float, ...] = (1.0, )
