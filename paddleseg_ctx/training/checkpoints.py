@@ -5,15 +5,15 @@
   never a truncated one.
 * ``iter_N/train_state.pkl`` (iteration, run seed, random states, best-model
   record) is written after everything else of ``iter_N``: a checkpoint is
-  complete when it has this file, and deleting or rewriting one starts by
-  removing it.
+  complete when it has this file, and rewriting one starts by removing it.
+* A checkpoint is deleted by renaming it to a hidden name first.
 """
 import contextlib
 import os
 import pickle
 import re
 import shutil
-import tempfile
+import uuid
 
 __all__ = ['STATE_FILE', 'MODEL_FILE', 'OPTIMIZER_FILE', 'EMA_FILE',
            'atomic_write', 'write_state', 'read_state', 'checkpoint_iter',
@@ -46,10 +46,8 @@ def atomic_write(path, write):
     temporary file next to it."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix='.{}.'.format(os.path.basename(path)), suffix='.tmp',
-        dir=directory)
-    os.close(fd)
+    tmp = os.path.join(directory, '.{}.{}.tmp'.format(
+        os.path.basename(path), uuid.uuid4().hex[:12]))
     try:
         write(tmp)
         with open(tmp, 'rb') as f:
@@ -149,7 +147,11 @@ def clear_checkpoint(path):
 
 
 def remove_checkpoint(path):
-    """Delete a checkpoint, marking it incomplete first."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(path, STATE_FILE))
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete a checkpoint: rename it away (atomic), then remove it, and any
+    left by an earlier run killed while deleting."""
+    parent, name = os.path.split(os.path.abspath(path))
+    os.replace(path, os.path.join(parent, '.{}.{}.deleted'.format(
+        name, uuid.uuid4().hex[:12])))
+    for entry in os.listdir(parent):
+        if entry.startswith('.iter_') and entry.endswith('.deleted'):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)

@@ -55,7 +55,7 @@ BEST_DIRS = {'best_model': ('model', MODEL_FILE),
              'ema_best_model': ('ema', EMA_FILE)}
 TRY_NEXT = ('Try a lower learning rate (--learning_rate), --precision fp32 if '
             'you train in fp16, and check that the label values are class '
-            'ids below num_classes or the ignore index (255).')
+            'ids below num_classes or the ignore index (255 by default).')
 
 
 class TrainingStopped(RuntimeError):
@@ -385,8 +385,9 @@ class TrainingRun:
 
     def _stop_message(self, what):
         last = self.checkpoints[-1] if self.checkpoints else self.resumed_from
-        where = ('The last good checkpoint is {0}; continue from it with '
-                 '--resume_model {0} once the cause is fixed.'.format(last)
+        where = ('The last good checkpoint (finite weights) is {0}; continue '
+                 'from it with --resume_model {0} once the cause is fixed.'
+                 .format(last)
                  if last else 'No checkpoint had been saved yet.')
         return '{} at iteration {}; training stopped without saving these ' \
             'weights. {} {}'.format(what, self.iter, where, TRY_NEXT)
