@@ -226,6 +226,27 @@ def test_resume_model_errors_are_usage_errors(tmp_path, case, capsys):
     assert '--resume_model {}: {}'.format(path, expected) in err, err
 
 
+def test_truncated_resume_file_is_one_message(tmp_path, capsys):
+    # PaddleSeg's resume dies in pickle with a traceback.
+    data = make_data(tmp_path / 'data', num_train=2, num_val=1)
+    config = write_config(tmp_path / 'fcn.yml', data)
+    checkpoint = tmp_path / 'out' / 'iter_8'
+    checkpoint.mkdir(parents=True)
+    model = build_model(config)
+    paddle.save(model.state_dict(), str(checkpoint / 'model.pdparams'))
+    full = str(tmp_path / 'full.pdopt')
+    paddle.save({'w': paddle.ones([1000])}, full)
+    with open(full, 'rb') as f:
+        (checkpoint / 'model.pdopt').write_bytes(f.read()[:200])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(['--config', config, '--device', 'cpu', '--save_dir',
+                    str(tmp_path / 'out'), '--resume_model', str(checkpoint)])
+    message = str(exit_info.value.code)
+    assert message.startswith('error: {} cannot be read'.format(
+        checkpoint / 'model.pdopt')), message
+    assert 'Resume from another checkpoint' in message
+
+
 class Indices(paddle.io.Dataset):
     def __init__(self, n):
         self.n = n

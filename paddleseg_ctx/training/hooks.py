@@ -17,6 +17,7 @@ calls (each a revertible ``compat.Fix``):
 * ``evaluate``: remembers mIoU and per-class IoU, logs them and sample images;
 * ``loss_computation`` (and a model's own): stops at the first non-finite loss;
 * ``init_ema_params``: restores the EMA weights on resume;
+* ``paddle.amp.GradScaler``: restores the fp16 loss scaling on resume;
 * ``visualdl.LogWriter``: continues the run's log after a resume;
 * ``logger``: PaddleSeg's best-model line counts from the process start; ours
   from the run start.
@@ -131,11 +132,13 @@ class TrainingRun:
         self.start_iter = 0
         self.resumed_from = None
         self.ema_model = None
+        self.scaler = None  # fp16 GradScaler
         self.writer = None
         self.checkpoints = []  # complete iter_N of this run in save_dir, oldest first
         self.best = {}  # 'model'/'ema' -> {'iter', 'mIoU', 'Acc', 'class_IoU'}
         self.last_eval = {}  # same, of the latest evaluation
         self._restore = None  # random state to set before the next step
+        self._scaler_state = None  # GradScaler state to resume
         self._open = None  # iter_N directory being written
 
     def dataset(self, train_dataset):
@@ -185,6 +188,8 @@ class TrainingRun:
                 'logger', lambda original: _BestModelLogger(original, self)),
             fix('visualdl', 'continue the log after a resume', visualdl,
                 'LogWriter', self._wrap_log_writer),
+            fix('grad_scaler', 'resume the fp16 loss scaling', paddle.amp,
+                'GradScaler', self._wrap_grad_scaler),
         ]
         if hasattr(self.model, 'loss_computation'):  # used instead of the module's
             fixes.append(fix('model_loss', 'stop at a non-finite loss',
@@ -217,6 +222,7 @@ class TrainingRun:
             'batches_per_epoch': self.data and self.data.batches_per_epoch,
             'best': self.best,
             'rng': rng_state(),
+            'grad_scaler': self.scaler and self.scaler.state_dict(),
             'paddleseg_ctx': __version__,
         })
         self.checkpoints = [p for p in self.checkpoints if p != path] + [path]
@@ -322,6 +328,7 @@ class TrainingRun:
                                                    state['seed']))
             self.seed, self.best = state['seed'], state['best']
             self._restore = state['rng']
+            self._scaler_state = state.get('grad_scaler')
             if self.data is not None:
                 self.data.seed = state['seed']
                 self.data.batches_per_epoch = state['batches_per_epoch']
@@ -344,6 +351,18 @@ class TrainingRun:
                 init_ema_params(ema_model, model)
 
         return init
+
+    def _wrap_grad_scaler(self, grad_scaler):
+        run = self
+
+        class ResumableGradScaler(grad_scaler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                run.scaler = self
+                if run._scaler_state:
+                    self.load_state_dict(run._scaler_state)
+
+        return ResumableGradScaler
 
     def _wrap_evaluate(self, evaluate):
         def evaluate_and_log(model, eval_dataset, *args, **kwargs):
