@@ -28,6 +28,7 @@ checkpoint is complete, so PaddleSeg's own must be off (``0``).
 """
 import contextlib
 import importlib
+import json
 import math
 import os
 import random
@@ -284,8 +285,8 @@ class TrainingRun:
         return True
 
     def _write_record(self, directory, which):
-        import json  # noqa: PLC0415
-
+        if which not in self.best:  # no evaluation seen (not from train())
+            return
         record = json.dumps(self.best[which], indent=1)
 
         def write(path):

@@ -31,17 +31,17 @@ def _records(path):
     torn by a kill is dropped).  Format: little-endian uint64 length, then the
     serialized ``Record`` (visualdl/writer/record_writer.py)."""
     with open(path, 'rb') as f:
-        data = f.read()
-    pos = 0
-    while pos + 8 <= len(data):
-        (size,) = struct.unpack('<Q', data[pos:pos + 8])
-        end = pos + 8 + size
-        if end > len(data):
-            break
-        record = record_pb2.Record()
-        record.ParseFromString(data[pos + 8:end])
-        yield data[pos:end], record
-        pos = end
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return
+            (size,) = struct.unpack('<Q', header)
+            data = f.read(size)
+            if len(data) < size:
+                return
+            record = record_pb2.Record()
+            record.ParseFromString(data)
+            yield header + data, record
 
 
 def _is_meta(record):
@@ -64,13 +64,13 @@ def find_log(directory):
 def truncate_log(source, step, target):
     """Write to ``target`` the records of ``source`` up to ``step``, without
     its meta record (the next ``LogWriter`` writes its own)."""
-    kept = b''.join(raw for raw, record in _records(source)
-                    if not _is_meta(record) and
-                    all(value.id <= step for value in record.values))
 
     def write(path):
         with open(path, 'wb') as f:
-            f.write(kept)
+            for raw, record in _records(source):
+                if not _is_meta(record) and all(value.id <= step
+                                                for value in record.values):
+                    f.write(raw)
 
     atomic_write(target, write)
 
