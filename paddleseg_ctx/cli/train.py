@@ -1,5 +1,11 @@
 """``python -m paddleseg_ctx.train``: PaddleSeg 2.8 ``tools/train.py``.
 
+PaddleSeg's own loop (``paddleseg.core.train``) runs with the hooks of
+``paddleseg_ctx.training``: ``--resume_model`` continues a run exactly (data
+order, random state, best model, VisualDL log), checkpoints are written
+atomically, a NaN/inf loss stops the run with one message, and the VisualDL
+log adds per-class IoU and sample images.
+
 Multi-process data parallel: ``launch`` runs an executable, not ``-m``, so
 pass the interpreter (on a CPU-only Paddle build it picks the gloo backend)::
 
@@ -13,6 +19,8 @@ from paddleseg.core import train
 from paddleseg.utils import logger, utils
 
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.training.checkpoints import checkpoint_problem
+from paddleseg_ctx.training.hooks import TrainingRun, TrainingStopped
 
 
 def build_parser():
@@ -31,7 +39,8 @@ def build_parser():
     parser.add_argument(
         '--use_vdl',
         action='store_true',
-        help='Write a VisualDL log to --save_dir.')
+        help='Write a VisualDL log to --save_dir (with --do_eval also '
+        'per-class IoU and --vdl_samples validation images).')
     parser.add_argument(
         '--use_ema',
         action='store_true',
@@ -40,7 +49,9 @@ def build_parser():
     run = parser.add_argument_group('schedule')
     run.add_argument(
         '--resume_model',
-        help='Checkpoint directory (save_dir/iter_N) to resume from.')
+        help='Checkpoint directory (save_dir/iter_N) to resume from: '
+        'weights, optimizer, learning rate, iteration, data order, random '
+        'state, best model and VisualDL log continue.')
     run.add_argument('--iters', type=int, help='Overrides config `iters`.')
     run.add_argument(
         '--batch_size',
@@ -65,7 +76,8 @@ def build_parser():
         '--keep_checkpoint_max',
         type=int,
         default=5,
-        help='Keep the N latest iter_* checkpoints. Default: 5.')
+        help='Keep the N latest iter_* checkpoints (0: all); best_model/ is '
+        'kept apart. Default: 5.')
 
     other = parser.add_argument_group('other')
     other.add_argument('--seed', type=int, help='Random seed.')
@@ -99,6 +111,12 @@ def build_parser():
         help='Each process also saves its weights before and after training '
         'to save_dir/rank_weights/rank<R>_{start,end}.pdparams (PaddleSeg '
         'saves from rank 0 only), to check that all ranks agree.')
+    ours.add_argument(
+        '--vdl_samples',
+        type=int,
+        default=3,
+        help='Validation samples shown (input | label | prediction) in '
+        'VisualDL at each evaluation. Default: 3.')
     return parser
 
 
@@ -113,6 +131,11 @@ def save_rank_weights(model, save_dir, tag):
 def main(argv=None):
     parser = build_parser()
     args = common.parse_args(parser, argv)
+    if args.resume_model:
+        problem = checkpoint_problem(args.resume_model)
+        if problem:
+            parser.error('--resume_model {}: {}'.format(args.resume_model,
+                                                       problem))
     cfg, builder = common.load_config(
         parser,
         args,
@@ -131,27 +154,37 @@ def main(argv=None):
         train_dataset.file_list *= args.repeats
     if args.save_rank_weights:
         save_rank_weights(model, args.save_dir, 'start')
-    train(
+    run = TrainingRun(
         model,
-        train_dataset,
-        val_dataset=builder.val_dataset if args.do_eval else None,
-        optimizer=builder.optimizer,
-        save_dir=args.save_dir,
-        iters=cfg.iters,
-        batch_size=cfg.batch_size,
-        resume_model=args.resume_model,
-        save_interval=args.save_interval,
-        log_iters=args.log_iters,
-        num_workers=args.num_workers,
-        use_vdl=args.use_vdl,
-        use_ema=args.use_ema,
-        losses=builder.loss,
+        args.save_dir,
+        seed=args.seed,
         keep_checkpoint_max=args.keep_checkpoint_max,
-        test_config=cfg.test_config,
-        precision=args.precision,
-        amp_level=args.amp_level,
-        profiler_options=args.profiler_options,
-        to_static_training=cfg.to_static_training)
+        vdl_samples=args.vdl_samples)
+    try:
+        with run.installed():
+            train(
+                model,
+                run.dataset(train_dataset),
+                val_dataset=builder.val_dataset if args.do_eval else None,
+                optimizer=builder.optimizer,
+                save_dir=args.save_dir,
+                iters=cfg.iters,
+                batch_size=cfg.batch_size,
+                resume_model=args.resume_model,
+                save_interval=args.save_interval,
+                log_iters=args.log_iters,
+                num_workers=args.num_workers,
+                use_vdl=args.use_vdl,
+                use_ema=args.use_ema,
+                losses=builder.loss,
+                keep_checkpoint_max=0,  # `run` deletes old ones once a newer one is complete
+                test_config=cfg.test_config,
+                precision=args.precision,
+                amp_level=args.amp_level,
+                profiler_options=args.profiler_options,
+                to_static_training=cfg.to_static_training)
+    except TrainingStopped as err:
+        raise SystemExit('error: {}'.format(err)) from None
     if args.save_rank_weights:
         save_rank_weights(model, args.save_dir, 'end')
 
