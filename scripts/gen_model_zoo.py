@@ -36,10 +36,10 @@ SOURCE_NAMES = {
 # Heading of each source's table of published results.
 SOURCE_TITLES = {
     'paddleseg': 'Published by PaddleSeg 2.8 (`.pdparams`)',
-    'mmseg': 'Published by mmsegmentation (GCNet, v0.5 checkpoints; PyTorch '
-             '`.pth`, converted on first use)',
-    'ssseg': 'Published by sssegmentation (ISNet, the authors\' code; PyTorch '
-             '`.pth`, converted on first use)',
+    'mmseg': 'Published by mmsegmentation (PyTorch `.pth`, converted on first '
+             'use)',
+    'ssseg': 'Published by sssegmentation (PyTorch `.pth`, converted on first '
+             'use)',
 }
 PUBLISHED_HEADER = [
     '| Model | Backbone | Dataset | Crop | Iters | GPUs×bs | mIoU | flip '
