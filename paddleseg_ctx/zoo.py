@@ -1,10 +1,13 @@
 """The model zoo file, ``configs/model_zoo.yml``: load it and check its schema.
 
 The file is a YAML list with one entry per published result (see the comment
-at its top for the fields).  :func:`load_zoo` returns the entries as plain
-dicts after checking every field, and raises :class:`ZooError` listing all
-problems found (unknown or missing keys, wrong types or values, config files
-that do not exist).
+at its top for the fields), plus *unpublished* entries: configs with no
+published number (e.g. ISNet under PaddleSeg's recipes), marked by
+``published: null`` and ``weights: null`` and explained by a required
+``note``.  :func:`load_zoo` returns the entries as plain dicts after checking
+every field (the unpublished ones only when asked), and raises
+:class:`ZooError` listing all problems found (unknown or missing keys, wrong
+types or values, config files that do not exist).
 """
 import os
 from typing import Callable, NamedTuple, Union
@@ -14,7 +17,8 @@ import yaml
 from paddleseg_ctx.evaluation.protocol import (COLUMNS, protocol_for,
                                                source_mismatches)
 
-__all__ = ['ZOO_FILE', 'ZooError', 'find_entry', 'load_zoo', 'validate_zoo']
+__all__ = ['ZOO_FILE', 'ZooError', 'find_entry', 'is_published', 'load_zoo',
+           'validate_zoo']
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
@@ -112,6 +116,23 @@ ENTRY_FIELDS = {
     'note': Field('a string', lambda v: isinstance(v, str), required=False),
 }
 
+# An entry without published numbers: nothing to re-measure (no `eval`), no
+# weights, and a note saying why the config exists.
+UNPUBLISHED_FIELDS = dict(
+    {k: v for k, v in ENTRY_FIELDS.items() if k != 'eval'},
+    published=Field('null', lambda v: v is None),
+    weights=Field('null (nothing was released)', lambda v: v is None),
+    note=Field(
+        'a sentence saying what the config is for (required when nothing '
+        'is published)', lambda v: isinstance(v, str) and v.strip() != ''),
+)
+
+
+def is_published(entry):
+    """False for an entry marked ``published: null`` (no published number)."""
+    return not (isinstance(entry, dict) and 'published' in entry and
+                entry['published'] is None)
+
 
 def _check_mapping(value, fields, where, errors):
     if not isinstance(value, dict):
@@ -136,7 +157,14 @@ def _check_mapping(value, fields, where, errors):
 
 def _check_entry(entry, where, root, errors):
     errors_before = len(errors)
-    _check_mapping(entry, ENTRY_FIELDS, where, errors)
+    if not is_published(entry):
+        if 'eval' in entry:
+            errors.append('{}.eval: an entry with `published: null` has no '
+                          'number to re-measure; remove `eval`'.format(where))
+            entry = {k: v for k, v in entry.items() if k != 'eval'}
+        _check_mapping(entry, UNPUBLISHED_FIELDS, where, errors)
+    else:
+        _check_mapping(entry, ENTRY_FIELDS, where, errors)
     if not isinstance(entry, dict):
         return
     config = entry.get('config')
@@ -144,6 +172,8 @@ def _check_entry(entry, where, root, errors):
             os.path.join(root, config)):
         errors.append('{}.config: {} does not exist (paths are relative to '
                       '{})'.format(where, config, root))
+    if not is_published(entry):
+        return
     published = entry.get('published')
     if isinstance(published, dict) and all(
             published.get(k) is None for k in ENTRY_FIELDS['published'].check):
@@ -191,8 +221,10 @@ def validate_zoo(entries, root=REPO_ROOT, source='model zoo'):
                        'configs/model_zoo.yml.')
 
 
-def load_zoo(path=ZOO_FILE):
-    """Read and validate the zoo file; return its entries (list of dicts).
+def load_zoo(path=ZOO_FILE, include_unpublished=False):
+    """Read and validate the zoo file; return its entries (list of dicts):
+    the published ones, and with ``include_unpublished`` all of them in file
+    order.
 
     ``config`` paths are resolved against the parent of the directory that
     holds the zoo file (the repository root for ``configs/model_zoo.yml``).
@@ -201,15 +233,25 @@ def load_zoo(path=ZOO_FILE):
         entries = yaml.safe_load(f)
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     validate_zoo(entries, root, source=path)
-    return entries
+    if include_unpublished:
+        return entries
+    return [e for e in entries if is_published(e)]
 
 
 def find_entry(config, path=ZOO_FILE):
     """The entry of the zoo file at ``path`` whose ``config`` is the file
-    ``config`` (any path to it), or None."""
+    ``config`` (any path to it), or None.  Raises :class:`ZooError` if that
+    entry publishes no number (there is no published protocol to run)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     target = os.path.realpath(config)
-    for entry in load_zoo(path):
-        if os.path.realpath(os.path.join(root, entry['config'])) == target:
-            return entry
+    for entry in load_zoo(path, include_unpublished=True):
+        if os.path.realpath(os.path.join(root, entry['config'])) != target:
+            continue
+        if not is_published(entry):
+            raise ZooError(
+                '{} has no published number in {} ({}); evaluate it with '
+                'PaddleSeg\'s flags (--aug_eval, --is_slide, ...) '
+                'instead.'.format(entry['config'], path,
+                                  entry['note'].rstrip('.')))
+        return entry
     return None
