@@ -41,7 +41,7 @@ if not _running_infer_command():
     except ModuleNotFoundError as err:
         if err.name != 'paddle':
             raise
-        raise ImportError(NO_PADDLE) from err
+        raise ImportError(NO_PADDLE) from None  # the only message needed
 
     from paddleseg_ctx import compat
 
