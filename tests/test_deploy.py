@@ -227,6 +227,46 @@ def test_infer_paddle_on_a_list_in_batches(cli_export, data, tmp_path):
                                                normalized(path)))
 
 
+def test_infer_reads_a_paddleseg_export(cli_export, data, tmp_path):
+    # PaddleSeg 2.8's tools/export.py names model.pdmodel (Paddle 3 writes
+    # model.json) and no ONNX model: infer falls back to Paddle Inference.
+    export = tmp_path / 'export'
+    export.mkdir()
+    for name in ('model.json', 'model.pdiparams'):
+        (export / name).symlink_to(cli_export.dir / name)
+    (export / 'deploy.yaml').write_text(yaml.safe_dump({'Deploy': {
+        'model': 'model.pdmodel', 'params': 'model.pdiparams',
+        'transforms': NORMALIZE}}))
+    assert DeployConfig(str(export / 'deploy.yaml')).model == str(
+        export / 'model.json')
+    out = run_infer('--config', export / 'deploy.yaml', '--image_path',
+                    val_images(data)[0], '--save_dir', tmp_path / 'out')
+    assert 'backend paddle on cpu' in out
+    path = val_images(data)[0]
+    (label, ) = read_labels(tmp_path / 'out', [os.path.basename(path)])
+    assert_argmax_of(label, dygraph_logits(cli_export.model,
+                                           normalized(path)))
+
+
+def test_fixed_input_shape_onnx_only(cli_export, data, tmp_path):
+    deploy_yaml = export_model(cli_export.model, str(tmp_path / 'export'),
+                               NORMALIZE, 'onnx', input_shape=[1, 3, 97, 129])
+    assert sorted(os.listdir(tmp_path / 'export')) == ['deploy.yaml',
+                                                       'model.onnx']
+    runner = OnnxRunner(DeployConfig(deploy_yaml).onnx)
+    assert runner.session.get_inputs()[0].shape == [1, 3, 97, 129]
+    # A batch size the model cannot take is replaced by the exported one.
+    out = run_infer('--config', deploy_yaml, '--image_path',
+                    data['val_path'], '--save_dir', tmp_path / 'out',
+                    '--batch_size', 2)
+    assert 'using --batch_size 1' in out
+    images = val_images(data)
+    names = [os.path.relpath(p, data['dataset_root']) for p in images]
+    for path, label in zip(images, read_labels(tmp_path / 'out', names)):
+        assert_argmax_of(label, dygraph_logits(cli_export.model,
+                                               normalized(path)))
+
+
 # Only numpy, OpenCV, PyYAML and one backend ---------------------------------------
 
 # sitecustomize for the child process: imports outside the allowed set fail.

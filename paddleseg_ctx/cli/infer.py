@@ -150,23 +150,25 @@ def to_label(output, info):
 
 
 class Counter:
-    """Progress on stderr when tqdm is not installed."""
+    """Progress on stderr when tqdm is not installed: one updating line on a
+    terminal, else a line per tenth of the images."""
 
     def __init__(self, total):
         self.total, self.done, self.shown = total, 0, -1
+        self.tty = sys.stderr.isatty()
 
     def update(self, n):
         self.done += n
-        step = 10 * self.done // self.total
-        if sys.stderr.isatty() or step > self.shown:
-            end = '\n' if not sys.stderr.isatty() else ''
-            sys.stderr.write('\r{}/{} images{}'.format(self.done, self.total,
-                                                       end))
+        tenth = 10 * self.done // self.total
+        if self.tty or tenth > self.shown:
+            sys.stderr.write('{}{}/{} images{}'.format(
+                '\r' if self.tty else '', self.done, self.total,
+                '' if self.tty else '\n'))
             sys.stderr.flush()
-            self.shown = step
+            self.shown = tenth
 
     def close(self):
-        if sys.stderr.isatty():
+        if self.tty:
             sys.stderr.write('\n')
 
 
@@ -255,6 +257,8 @@ class Predictor:
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.cpu_threads < 1:
+        parser.error('--batch_size and --cpu_threads must be at least 1.')
     try:
         deploy = DeployConfig(args.config)
         paths, root = list_images(args.image_path)

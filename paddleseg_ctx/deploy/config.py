@@ -56,7 +56,7 @@ class DeployConfig:
         model, params, onnx (str|None): Paths of the files it names (None
             for a format that was not exported).
         transforms (Compose): The preprocessing.
-        input_shape (list): ``[N, 3, H, W]``, None for a dynamic size.
+        input_shape (list): ``[N, C, H, W]``, None for a dynamic size.
     """
 
     def __init__(self, path):
@@ -77,14 +77,17 @@ class DeployConfig:
         def named(key):
             return os.path.join(root, deploy[key]) if deploy.get(key) else None
 
-        self.model = named('model') and _program_file(named('model'))
+        self.model = _program_file(named('model')) if named('model') else None
         self.params = named('params')
         self.onnx = named('onnx')
         if not (self.model or self.onnx):
             raise ValueError('{} names no model (`Deploy.model` or '
                              '`Deploy.onnx`).'.format(path))
         self.transforms = Compose(deploy.get('transforms') or [], path)
-        self.input_shape = deploy.get('input_shape') or [None, 3, None, None]
+        shape = deploy.get('input_shape') or [None, 3, None, None]
+        # Dynamic dims: None here, None or -1 in the files of various exports.
+        self.input_shape = [d if isinstance(d, int) and d > 0 else None
+                            for d in shape]
 
 
 class Compose:
