@@ -120,10 +120,11 @@ def _restore_pad_values(onnx_model, model_file):
     """Give each ONNX ``Pad`` converted from a ``pd_op.pad3d`` the pad value
     of the Paddle program.
 
-    Paddle >= 3.3 stores pad3d's ``pad_value`` as a double (Paddle PR 75970);
-    paddle2onnx 2.1.0 reads it as a float and writes garbage, so e.g. ISANet
-    pads its feature map with huge values whenever H or W is not a multiple
-    of its block size.  paddle2onnx names a pad3d's Pad output
+    Paddle 3.3 stores pad3d's ``pad_value`` as a double (Paddle PR 75970;
+    3.0.0 and 3.2.2 convert correctly); paddle2onnx 2.1.0 reads it as a float
+    and writes garbage, so e.g. ISANet pads its feature map with huge values
+    whenever H or W is not a multiple of its block size.  Writing the
+    program's value is right for every version.  paddle2onnx names a pad3d's Pad output
     ``p2o.pd_op.pad3d.<k>.0``, k counting the pad3d ops in program order.
     """
     from onnx import numpy_helper
