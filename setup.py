@@ -5,13 +5,19 @@ from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-def read_requirements(name):
-    with open(os.path.join(HERE, name)) as f:
-        return [
-            line.strip() for line in f
-            if line.strip() and not line.startswith('#')
-        ]
+# Compatible ranges, and no PaddlePaddle: the CPU (paddlepaddle) and GPU
+# (paddlepaddle-gpu, from Paddle's own index) builds are different packages,
+# so the user installs the one for the machine, as for PaddleSeg (README).
+# The exact set the tests run with is requirements.txt + constraints.txt.
+INSTALL_REQUIRES = [
+    # compat.py patches PaddleSeg 2.8's code; 2.9 is untested.
+    'paddleseg>=2.8,<2.9',
+    # PaddleSeg 2.8 caps opencv-python at 4.6, whose wheels need numpy 1.x.
+    'numpy>=1.21,<2',
+    'opencv-python>=4.5',
+    'pyyaml>=5.1',
+    'requests>=2.20',
+]
 
 
 def read_version():
@@ -31,10 +37,11 @@ setup(
     python_requires='>=3.8',
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
     package_data={'paddleseg_ctx.converters': ['keymaps/*.yml']},
-    install_requires=read_requirements('requirements.txt'),
+    install_requires=INSTALL_REQUIRES,
     extras_require={
         'test': ['pytest>=7'],
-        'onnx': ['paddle2onnx==2.1.0', 'onnxruntime>=1.17'],
+        # paddleseg_ctx.deploy.export works around paddle2onnx 2.1's pad bug.
+        'onnx': ['paddle2onnx>=2.1,<2.2', 'onnx>=1.16', 'onnxruntime>=1.17'],
     },
     license='Apache-2.0',
     classifiers=[

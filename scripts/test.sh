@@ -4,6 +4,6 @@
 set -eo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
-ENV_EXTRAS=pytest ENV_PARITY=1 . "$ROOT/scripts/env.sh"
+ENV_EXTRAS="pytest paddle2onnx onnxruntime onnx" ENV_PARITY=1 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 exec python -m pytest tests "$@"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Prepare a TIPC run (PaddleSeg's test_tipc/prepare.sh, without downloads):
-# install paddleseg_ctx only if it is not importable, then write the synthetic
-# data set to test_tipc/data/synthetic, sized for MODE.
+# install paddleseg_ctx and its ONNX extra only if they are not importable,
+# then write the synthetic data set to test_tipc/data/synthetic, sized for MODE.
 #
 #   bash test_tipc/prepare.sh <train_infer_python.txt> <MODE>
 #
@@ -39,8 +39,9 @@ case ${MODE} in
         ;;
 esac
 
-if ! ${python} -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('paddleseg_ctx') is None)"; then
-    ${python} -m pip install -c constraints.txt -r requirements.txt
+# The chains export to ONNX and run ONNX Runtime: the [onnx] extra, pinned.
+if ! ${python} -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ('paddleseg_ctx', 'paddle2onnx', 'onnxruntime')))"; then
+    ${python} -m pip install -c constraints.txt -r requirements.txt paddle2onnx onnxruntime onnx
     ${python} -m pip install --no-deps -e .
 fi
 

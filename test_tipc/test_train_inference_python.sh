@@ -1,5 +1,5 @@
 #!/bin/bash
-# TIPC basic chain for one model: train -> eval -> export -> Paddle Inference
+# TIPC basic chain for one model: train -> eval -> export -> inference
 # over the grid of the config's infer_params (PaddleSeg's
 # test_tipc/test_train_inference_python.sh, driving paddleseg_ctx's CLI).
 #
@@ -99,16 +99,27 @@ mkdir -p "${LOG_PATH}"
 status_log="${LOG_PATH}/results_python.log"
 echo "------------------------ ${MODE} ------------------------" >> "${status_log}"
 
-# One inference run named $1 (its log and results directory); the other
-# arguments are its grid flags. Uses ${infer_flags} set by func_inference.
+# Inference runs named $1 (their logs and results directories), one per
+# '|' alternative of the last infer_params line (e.g. `--backend:paddle|onnxruntime`,
+# named in the run's name); the other arguments are the grid flags. Uses
+# ${infer_flags} set by func_inference.
 function run_inference(){
     local name=$1
     shift
-    local log_path="${LOG_PATH}/${name}.log"
-    local cmd="${python} ${inference_py} $* \
-$(func_set_params "${infer_save_dir_key}" "${LOG_PATH}/${name}_results") ${infer_flags}"
-    run_command "${cmd}" "${log_path}"
-    status_check $? "${cmd}" "${status_log}" "${model_name}" "${log_path}"
+    local extra extras
+    IFS='|' read -r -a extras <<< "${infer_value2}"
+    [ ${#extras[@]} -eq 0 ] && extras=("")
+    for extra in "${extras[@]}"; do
+        local run_name=${name}
+        if [[ -n ${extra} && ${extra} != null && ${infer_key2} != null ]]; then
+            run_name="${name}_${infer_key2#--}_${extra}"
+        fi
+        local log_path="${LOG_PATH}/${run_name}.log"
+        local cmd="${python} ${inference_py} $* $(func_set_params "${infer_key2}" "${extra}") \
+$(func_set_params "${infer_save_dir_key}" "${LOG_PATH}/${run_name}_results") ${infer_flags}"
+        run_command "${cmd}" "${log_path}"
+        status_check $? "${cmd}" "${status_log}" "${model_name}" "${log_path}"
+    done
 }
 
 # Run the predictor with every combination of the infer_params lists on the
@@ -126,8 +137,7 @@ function func_inference(){
     IFS='|' read -r -a precisions <<< "${precision_list}"
     infer_flags="$(func_set_params "${deploy_config_key}" "$1/deploy.yaml") \
 $(func_set_params "${image_path_key}" "$2") \
-$(func_set_params "${benchmark_key}" "${benchmark_value}") \
-$(func_set_params "${infer_key2}" "${infer_value2}")"
+$(func_set_params "${benchmark_key}" "${benchmark_value}")"
     for device in "${devices[@]}"; do
         if [ "${device}" != "cpu" ] && [ "${device}" != "gpu" ]; then
             echo "Inference device '${device}' is not supported (cpu or gpu)." | tee -a "${status_log}"

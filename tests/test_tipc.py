@@ -1,6 +1,7 @@
 """TIPC scripts under test_tipc/: the line layout of every
 train_infer_python.txt, one real lite_train_lite_infer chain (GCNet, tiny
-settings) and the runner's exit status when a command fails.
+settings; every model's full chain with `-m slow`) and the runner's exit
+status when a command fails.
 
 The chains run in a temporary directory that mirrors the repository root
 (the scripts and configs are symlinked), so data and outputs stay out of the
@@ -40,7 +41,7 @@ LAYOUT = [
     'infer_export', 'infer_quant', 'inference', '--device', '--enable_mkldnn',
     '--cpu_threads', '--batch_size', '--use_trt', '--precision', '--config',
     '--image_path', '--save_log_path', '--benchmark', '--save_dir',
-    '--model_name'
+    '--backend'
 ]
 
 # Print key<TAB>value of every line as common_func.sh parses them, then the
@@ -79,7 +80,9 @@ def test_config_layout(model):
     values = [line.split(':', 1)[-1] for line in lines]
     assert values[1] == model
     assert len(values[3].split('|')) == len(values[4].split('|'))  # gpu_list, --device
-    assert values[39] == 'test_tipc/infer.py'
+    assert values[39] == '-m paddleseg_ctx.infer'
+    assert sorted(values[51].split('|')) == ['onnxruntime', 'paddle']
+    assert '--format both' in values[29] and '--format both' in values[37]
 
     # train, eval and both exports use one test config, which exists.
     configs = {
@@ -109,7 +112,7 @@ def tipc_workdir(tmp_path, model, replace):
     line}) are swapped; returns the config path relative to the directory."""
     (tmp_path / 'test_tipc').mkdir()
     for name in ('common_func.sh', 'prepare.sh',
-                 'test_train_inference_python.sh', 'infer.py', 'configs'):
+                 'test_train_inference_python.sh', 'configs'):
         (tmp_path / 'test_tipc' / name).symlink_to(TIPC / name)
     lines = read_lines(model)
     lines[2] = 'python:' + sys.executable
@@ -146,39 +149,66 @@ def dygraph_labels(config, weights, image_paths):
     return labels
 
 
-def test_lite_chain_gcnet(tmp_path):
+def check_lite_chain(tmp_path, model, replace):
+    """Run prepare.sh and the lite_train_lite_infer chain of ``model`` with
+    config lines ``replace``d; every command succeeds, and every inference
+    run (each backend) writes the trained model's dygraph argmax."""
     mode = 'lite_train_lite_infer'
-    txt = tipc_workdir(tmp_path, 'gcnet', {
-        6: '--iters:{}=2'.format(mode),
-        42: '--cpu_threads:1',
-    })
+    txt = tipc_workdir(tmp_path, model, replace)
     prepare = run_script(tmp_path, 'prepare.sh', txt, mode)
     assert prepare.returncode == 0, prepare.stderr
     chain = run_script(tmp_path, 'test_train_inference_python.sh', txt, mode)
     assert chain.returncode == 0, chain.stdout[-3000:] + chain.stderr[-3000:]
 
-    # train, eval, export, then inference with batch size 1 and 2.
-    log = results_log(tmp_path, 'gcnet', mode)
-    assert len(log) == 5 and all(
+    lines = (tmp_path / txt).read_text().splitlines()
+    runs = 1
+    for index in (42, 43, 51):  # --cpu_threads, --batch_size, --backend
+        runs *= len(lines[index].split(':', 1)[1].split('|'))
+    log = results_log(tmp_path, model, mode)
+    assert len(log) == 3 + runs and all(
         line.startswith('Run successfully') for line in log), log
     for step, line in zip(['train', 'val', 'export'], log):
         assert 'paddleseg_ctx.' + step in line
+    assert all('paddleseg_ctx.infer' in line for line in log[3:])
 
     data = tmp_path / 'test_tipc' / 'data' / 'synthetic'
-    images = [data / row.split()[0]
-              for row in (data / 'val.txt').read_text().splitlines()]
-    out = tmp_path / 'test_tipc' / 'output' / 'gcnet' / mode
-    train_dir = out / 'norm_train_gpus_-1_autocast_null'
+    names = [row.split()[0]
+             for row in (data / 'val.txt').read_text().splitlines()]
+    out = tmp_path / 'test_tipc' / 'output' / model / mode
+    iters = lines[6].split(':', 1)[1].split('|')[0].split('=')[1]
+    config = re.search(r'--config (\S+)', lines[15]).group(1)
     expected = dygraph_labels(
-        TIPC / 'configs' / 'gcnet' / 'gcnet_resnet18vd_os8_synthetic_64x64.yml',
-        train_dir / 'iter_2' / 'model.pdparams', images)
+        ROOT / config, out / 'norm_train_gpus_-1_autocast_null' /
+        'iter_{}'.format(iters) / 'model.pdparams',
+        [data / name for name in names])
     result_dirs = sorted(out.glob('python_infer_cpu_*_results'))
-    assert len(result_dirs) == 2
+    assert len(result_dirs) == runs
+    for backend in ('paddle', 'onnxruntime'):
+        assert any(d.name.endswith('backend_{}_results'.format(backend))
+                   for d in result_dirs)
     for result_dir in result_dirs:
-        for image, label in zip(images, expected):
-            predicted = np.array(Image.open(result_dir / image.name))
+        for name, label in zip(names, expected):
+            predicted = np.array(Image.open(
+                result_dir / 'pseudo_color_prediction' / name))
             assert predicted.shape == label.shape
             assert (predicted == label).mean() > 0.99, result_dir
+
+
+def test_lite_chain_gcnet(tmp_path):
+    # Tiny: 2 iterations, one thread; batch sizes 1 and 2, both backends.
+    check_lite_chain(tmp_path, 'gcnet', {
+        6: '--iters:lite_train_lite_infer=2',
+        42: '--cpu_threads:1',
+    })
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model', MODELS)
+def test_lite_chain(tmp_path, model, request):
+    # About 80 s per model: only when slow tests are asked for.
+    if 'slow' not in request.config.getoption('markexpr'):
+        pytest.skip('the full chains run with `-m slow`')
+    check_lite_chain(tmp_path, model, {})
 
 
 def test_runner_exits_nonzero_on_failure(tmp_path):
@@ -192,5 +222,6 @@ def test_runner_exits_nonzero_on_failure(tmp_path):
                        'whole_infer')
     assert chain.returncode == 1
     log = results_log(tmp_path, 'gcnet', 'whole_infer')
-    assert len(log) == 2 and all(
+    # The export, then inference with each backend.
+    assert len(log) == 3 and all(
         line.startswith('Run failed') for line in log), log

@@ -1,16 +1,19 @@
 """``python -m paddleseg_ctx.export``: PaddleSeg 2.8 ``tools/export.py``.
 
-Writes ``model.json`` (``model.pdmodel`` before Paddle 3) +
-``model.pdiparams`` + ``deploy.yaml`` to ``--save_dir``.  The result runs
-with Paddle Inference and ``paddleseg.deploy.infer.DeployConfig`` (e.g.
-PaddleSeg's ``deploy/python/infer.py``) without paddleseg_ctx installed.
+Writes to ``--save_dir``, by ``--format``: ``model.json`` (``model.pdmodel``
+before Paddle 3) + ``model.pdiparams`` for Paddle Inference, ``model.onnx``
+(paddle2onnx), and ``deploy.yaml`` naming the files written and the
+preprocessing.  ``python -m paddleseg_ctx.infer`` runs the result, and so do
+``paddleseg.deploy.infer.DeployConfig`` + Paddle Inference, without the
+training code.
 """
 import os
 
 from paddleseg.utils import logger
 
-from paddleseg_ctx import deploy
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.deploy.config import Compose
+from paddleseg_ctx.deploy.export import FORMATS, export_model
 
 
 def build_parser():
@@ -34,7 +37,20 @@ def build_parser():
         choices=('argmax', 'softmax', 'none'),
         help='Op appended to the main logit: argmax (int32 label map), '
         'softmax (probabilities) or none (logits). Default: argmax.')
-    common.add_opts(parser)  # paddleseg_ctx addition
+    # paddleseg_ctx additions
+    parser.add_argument(
+        '--format',
+        default='paddle',
+        choices=FORMATS,
+        help='paddle (Paddle Inference), onnx (needs paddle2onnx) or both. '
+        'Default: paddle.')
+    parser.add_argument(
+        '--opset_version',
+        type=int,
+        default=11,
+        help='ONNX opset; paddle2onnx raises it when an op needs a newer one. '
+        'Default: 11.')
+    common.add_opts(parser)
     return parser
 
 
@@ -60,14 +76,17 @@ def main(argv=None):
     cfg, builder = common.load_config(parser, args)
     common.show_info(cfg)
     transforms = deploy_transforms(cfg)
+    try:
+        Compose(transforms, args.config)
+    except ValueError as err:
+        logger.warning('python -m paddleseg_ctx.infer will not run this '
+                       'export: {}'.format(err))
 
     model = builder.model
     common.load_weights(model, args.model_path)
-    model_file, params_file = deploy.save_inference_model(
-        model, args.save_dir, args.input_shape, args.output_op)
-    yaml_file = deploy.write_deploy_yaml(args.save_dir, model_file,
-                                         params_file, transforms,
-                                         args.input_shape, args.output_op)
+    yaml_file = export_model(model, args.save_dir, transforms, args.format,
+                             args.input_shape, args.output_op,
+                             args.opset_version)
     with open(yaml_file) as f:
         logger.info('Deploy information ({}):\n{}'.format(yaml_file, f.read()))
     logger.info('The inference model is saved in {}'.format(args.save_dir))

@@ -1,0 +1,178 @@
+"""Paddle Inference and ONNX Runtime behind one call, ``runner(batch)``.
+
+:func:`create_runner` picks what an exported model can run on here, fastest
+first: a GPU before the CPU, and on each device ONNX Runtime before Paddle
+Inference (faster on CPU for these models; see the README).
+Paddle Inference is configured around two Paddle 3.x failures of PaddleSeg's
+``deploy/python/infer.py``: no ``enable_memory_optim()`` and, on CPU, oneDNN
+off unless asked for.  Neither backend is imported before it is needed.
+"""
+import importlib.metadata
+import importlib.util
+import os
+
+import numpy as np
+
+__all__ = ['BACKENDS', 'DEVICES', 'InferenceRunner', 'OnnxRunner',
+           'create_runner', 'unavailable']
+
+BACKENDS = ('onnxruntime', 'paddle')
+DEVICES = ('gpu', 'cpu')
+
+
+class InferenceRunner:
+    """An exported Paddle program in Paddle Inference.
+
+    Args:
+        model_file (str): ``model.json`` / ``model.pdmodel``.
+        params_file (str): ``model.pdiparams``.
+        cpu_threads (int): Math library threads on CPU.
+        enable_mkldnn (bool): oneDNN kernels on CPU.  Paddle 3.3.1's oneDNN
+            rejects every bilinear resize of a PIR program
+            (``ConvertPirAttribute2RuntimeAttribute not support``).
+        device (str): 'cpu' or 'gpu' (the first visible GPU).
+        verbose (bool): Keep Paddle's GLOG messages.
+    """
+    name = 'paddle'
+
+    def __init__(self, model_file, params_file, cpu_threads=1,
+                 enable_mkldnn=False, device='cpu', verbose=False):
+        from paddle import inference
+        config = inference.Config(model_file, params_file)
+        if device == 'gpu':
+            config.enable_use_gpu(256, 0)  # initial memory pool in MB, GPU id
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(cpu_threads)
+            if enable_mkldnn:
+                config.enable_mkldnn()
+            else:
+                config.disable_mkldnn()
+        # No config.enable_memory_optim(): on Paddle 3.x create_predictor then
+        # stops with "Not find predictor_id 0 and pass_name memory_optimize_pass".
+        if not verbose:
+            config.disable_glog_info()
+        self.device = device
+        self.predictor = inference.create_predictor(config)
+
+    def __call__(self, batch):
+        """``batch``: float32 [N, 3, H, W]; returns the first output."""
+        predictor = self.predictor
+        handle = predictor.get_input_handle(predictor.get_input_names()[0])
+        batch = np.ascontiguousarray(batch, dtype='float32')
+        handle.reshape(batch.shape)
+        handle.copy_from_cpu(batch)
+        predictor.run()
+        out = predictor.get_output_handle(predictor.get_output_names()[0])
+        return out.copy_to_cpu()
+
+
+class OnnxRunner:
+    """An exported ONNX model in ONNX Runtime.
+
+    Args:
+        onnx_file (str): ``model.onnx``.
+        cpu_threads (int): Intra-op threads on CPU.
+        device (str): 'cpu', or 'gpu' for the CUDA provider (onnxruntime-gpu).
+    """
+    name = 'onnxruntime'
+
+    def __init__(self, onnx_file, cpu_threads=1, device='cpu'):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = cpu_threads
+        # paddle2onnx leaves unused initializers; skip a warning for each.
+        options.log_severity_level = 3
+        providers = ['CPUExecutionProvider']
+        if device == 'gpu':
+            providers.insert(0, 'CUDAExecutionProvider')
+        self.session = onnxruntime.InferenceSession(
+            onnx_file, options, providers=providers)
+        # Without its CUDA/cuDNN libraries the CUDA provider drops out silently.
+        if self.session.get_providers()[0] != providers[0]:
+            raise RuntimeError(
+                'ONNX Runtime could not start its CUDA provider (are the CUDA '
+                'and cuDNN libraries onnxruntime-gpu needs installed?); '
+                'running on {}.'.format(self.session.get_providers()))
+        self.device = device
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch):
+        """``batch``: float32 [N, 3, H, W]; returns the first output."""
+        batch = np.ascontiguousarray(batch, dtype='float32')
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+def _paddle_has_gpu():
+    # A CPU build says so by its distribution name; importing paddle to ask
+    # takes seconds.
+    try:
+        importlib.metadata.version('paddlepaddle-gpu')
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    import paddle
+    return (paddle.device.is_compiled_with_cuda() and
+            paddle.device.cuda.device_count() > 0)
+
+
+def unavailable(backend, device, deploy):
+    """Why ``backend`` cannot run ``deploy`` (a DeployConfig) on ``device``
+    here, or None if it can."""
+    if backend == 'onnxruntime':
+        if deploy.onnx is None:
+            return ('{} names no ONNX model (export with --format onnx or '
+                    'both)'.format(deploy.path))
+        if not os.path.isfile(deploy.onnx):
+            return '{} does not exist'.format(deploy.onnx)
+        if importlib.util.find_spec('onnxruntime') is None:
+            return 'onnxruntime is not installed (pip install onnxruntime)'
+        import onnxruntime
+        if (device == 'gpu' and 'CUDAExecutionProvider' not in
+                onnxruntime.get_available_providers()):
+            return ('this onnxruntime has no CUDA provider (pip install '
+                    'onnxruntime-gpu)')
+        return None
+    if deploy.model is None:
+        return ('{} names no Paddle program (export with --format paddle or '
+                'both)'.format(deploy.path))
+    for path in (deploy.model, deploy.params):
+        if not os.path.isfile(path):
+            return '{} does not exist'.format(path)
+    if importlib.util.find_spec('paddle') is None:
+        return 'paddlepaddle is not installed (pip install paddlepaddle)'
+    if device == 'gpu' and not _paddle_has_gpu():
+        return ('no GPU for Paddle here (needs a visible GPU and '
+                'paddlepaddle-gpu from Paddle\'s package index)')
+    return None
+
+
+def create_runner(deploy, backend=None, device=None, cpu_threads=1,
+                  enable_mkldnn=False, verbose=False):
+    """A runner for ``deploy`` (a DeployConfig).
+
+    ``backend`` ('onnxruntime' | 'paddle') and ``device`` ('gpu' | 'cpu')
+    default to the fastest that works, tried in the order of ``DEVICES`` x
+    ``BACKENDS``.  The runner's ``name`` and ``device`` say what was chosen.
+
+    Raises:
+        RuntimeError: Nothing can run the model; the message says why for
+            each combination tried.
+    """
+    chosen = [(b, d) for d in ((device, ) if device else DEVICES)
+              for b in ((backend, ) if backend else BACKENDS)]
+    reasons = []
+    for b, d in chosen:
+        reason = unavailable(b, d, deploy)
+        if reason is None:
+            try:
+                if b == 'onnxruntime':
+                    return OnnxRunner(deploy.onnx, cpu_threads, d)
+                return InferenceRunner(deploy.model, deploy.params,
+                                       cpu_threads, enable_mkldnn, d, verbose)
+            except Exception as err:  # noqa: BLE001  (reported below)
+                if len(chosen) == 1:
+                    raise
+                reason = '{}: {}'.format(type(err).__name__, err)
+        reasons.append('{} on {}: {}'.format(b, d, reason))
+    raise RuntimeError('Cannot run {}:\n  {}'.format(deploy.path,
+                                                     '\n  '.join(reasons)))

@@ -1,0 +1,225 @@
+"""Static-graph export to Paddle Inference and ONNX, and ``deploy.yaml``.
+
+An exported directory holds ``model.json`` (``model.pdmodel`` before Paddle 3)
++ ``model.pdiparams`` and/or ``model.onnx``, and ``deploy.yaml`` naming them;
+it runs without paddleseg_ctx's training code (``paddleseg_ctx.infer``,
+or PaddleSeg's ``DeployConfig`` + Paddle Inference).  ONNX is converted by
+paddle2onnx from the saved program: ``paddle.onnx.export`` on the dygraph
+model fails for these models ("forward() requires x").
+"""
+import os
+import tempfile
+
+import numpy as np
+import paddle
+import yaml
+
+from paddleseg_ctx.deploy.config import find_model_file
+
+__all__ = ['FORMATS', 'OutputOp', 'to_static', 'save_inference_model',
+           'export_onnx', 'export_model', 'write_deploy_yaml']
+
+FORMATS = ('paddle', 'onnx', 'both')
+
+
+class OutputOp(paddle.nn.Layer):
+    """Keep the main logit and optionally post-process it for deployment.
+
+    Args:
+        model (nn.Layer): Segmentation model returning a list of logits.
+        output_op (str): 'argmax' (int32 label map), 'softmax' or 'none'.
+    """
+
+    def __init__(self, model, output_op='argmax'):
+        super().__init__()
+        if output_op not in ('argmax', 'softmax', 'none'):
+            raise ValueError('output_op must be argmax, softmax or none, got '
+                             '{!r}'.format(output_op))
+        self.model = model
+        self.output_op = output_op
+
+    def forward(self, x):
+        logit = self.model(x)[0]
+        if self.output_op == 'argmax':
+            return paddle.argmax(logit, axis=1, dtype='int32')
+        if self.output_op == 'softmax':
+            return paddle.nn.functional.softmax(logit, axis=1)
+        return logit
+
+
+def _input_shape(input_shape):
+    """``input_shape`` as a list; None means dynamic ``[None, 3, None, None]``."""
+    return list(input_shape) if input_shape else [None, 3, None, None]
+
+
+def to_static(model, input_shape=None, output_op='argmax'):
+    """Wrap ``model`` (put in eval mode) for ``paddle.jit.save``.
+
+    ``input_shape`` None means dynamic ``[None, 3, None, None]``.
+    """
+    model.eval()
+    spec = paddle.static.InputSpec(
+        shape=_input_shape(input_shape), dtype='float32', name='x')
+    return paddle.jit.to_static(
+        OutputOp(model, output_op), input_spec=[spec], full_graph=True)
+
+
+def save_inference_model(model, save_dir, input_shape=None,
+                         output_op='argmax'):
+    """Export ``model``; return ``(program_file, params_file)``."""
+    os.makedirs(save_dir, exist_ok=True)
+    static = to_static(model, input_shape, output_op)
+    prefix = os.path.join(save_dir, 'model')
+    paddle.jit.save(static, prefix)
+    return find_model_file(save_dir), prefix + '.pdiparams'
+
+
+def _onnx_tools():
+    try:
+        import onnx
+        import paddle2onnx
+    except ImportError as err:
+        raise ImportError(
+            'ONNX export needs paddle2onnx: pip install paddle2onnx==2.1.0 '
+            '(or pip install paddleseg_ctx[onnx]).') from err
+    return onnx, paddle2onnx
+
+
+def export_onnx(model_file, params_file, save_file, opset_version=11):
+    """Convert an exported Paddle program to ONNX with paddle2onnx.
+
+    Nothing is installed at run time: paddle2onnx 2.1.0 is asked for the
+    model bytes (``save_file=None``), which skips its optional optimisation
+    step, whose default (polygraphy) sets ``POLYGRAPHY_AUTOINSTALL_DEPS=1``
+    and pip-installs packages (it upgraded numpy to 2.x, breaking OpenCV).
+
+    Returns:
+        str: ``save_file``.
+    """
+    onnx, paddle2onnx = _onnx_tools()
+    try:
+        model_bytes = paddle2onnx.export(
+            model_file, params_file, save_file=None,
+            opset_version=opset_version, enable_onnx_checker=True)
+    except Exception as err:  # noqa: BLE001  paddle2onnx logs the cause
+        raise RuntimeError('paddle2onnx could not convert {} (its error is '
+                           'logged above).'.format(model_file)) from err
+    onnx_model = onnx.load_from_string(model_bytes)
+    _restore_pad_values(onnx_model, model_file)
+    tmp = '{}.{}.tmp'.format(save_file, os.getpid())
+    try:
+        onnx.save(onnx_model, tmp)
+        os.replace(tmp, save_file)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return save_file
+
+
+def _restore_pad_values(onnx_model, model_file):
+    """Give each ONNX ``Pad`` converted from a ``pd_op.pad3d`` the pad value
+    of the Paddle program.
+
+    Paddle 3.3 stores pad3d's ``pad_value`` as a double (Paddle PR 75970;
+    3.0.0 and 3.2.2 convert correctly); paddle2onnx 2.1.0 reads it as a float
+    and writes garbage, so e.g. ISANet pads its feature map with huge values
+    whenever H or W is not a multiple of its block size.  Writing the
+    program's value is right for every version.  paddle2onnx names a pad3d's Pad output
+    ``p2o.pd_op.pad3d.<k>.0``, k counting the pad3d ops in program order.
+    """
+    from onnx import numpy_helper
+    layer = paddle.jit.load(os.path.splitext(model_file)[0])
+    program = layer.program()  # keep `layer` alive while its ops are read
+    values = [
+        op.attrs()['pad_value'] for op in program.global_block().ops
+        if op.name() == 'pd_op.pad3d'
+    ]
+    graph = onnx_model.graph
+    for node in graph.node:
+        name = node.output[0].split('.')
+        if (node.op_type != 'Pad' or name[:3] != ['p2o', 'pd_op', 'pad3d'] or
+                len(node.input) < 3 or not node.input[2]):
+            continue
+        value = values[int(name[3])]
+        fixed = node.output[0] + '.pad_value'
+        graph.initializer.append(
+            numpy_helper.from_array(np.array(value, np.float32), fixed))
+        node.input[2] = fixed
+
+
+def write_deploy_yaml(save_dir, transforms, model_file=None,
+                      params_file=None, onnx_file=None, input_shape=None,
+                      output_op='argmax'):
+    """Write ``deploy.yaml`` for the files exported to ``save_dir``.
+
+    PaddleSeg's ``DeployConfig`` reads it (``Deploy.model``/``params``/
+    ``transforms``); ``Deploy.model`` names the program file really written
+    (``model.json`` under Paddle 3, where PaddleSeg 2.8 writes
+    ``model.pdmodel``), and ``Deploy.onnx`` the ONNX model.  Keys of a format
+    that was not exported are left out.
+
+    Args:
+        save_dir (str): Export directory.
+        transforms (list[dict]): Preprocessing, PaddleSeg transform configs.
+        model_file, params_file, onnx_file (str|None): Files written.
+        input_shape (list|None): Fixed input shape, None for dynamic.
+        output_op (str): 'argmax', 'softmax' or 'none'.
+
+    Returns:
+        str: Path of ``deploy.yaml``.
+    """
+    deploy = {}
+    for key, path in (('model', model_file), ('params', params_file),
+                      ('onnx', onnx_file)):
+        if path:
+            deploy[key] = os.path.basename(path)
+    deploy.update({
+        'transforms': transforms,
+        'input_shape': _input_shape(input_shape),
+        'output_op': output_op,
+        'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
+    })
+    path = os.path.join(save_dir, 'deploy.yaml')
+    tmp = '{}.{}.tmp'.format(path, os.getpid())
+    with open(tmp, 'w') as f:
+        yaml.safe_dump({'Deploy': deploy}, f, sort_keys=False)
+    os.replace(tmp, path)
+    return path
+
+
+def export_model(model, save_dir, transforms, formats='paddle',
+                 input_shape=None, output_op='argmax', opset_version=11):
+    """Export ``model`` to ``save_dir`` and write its ``deploy.yaml``.
+
+    Args:
+        model (nn.Layer): Segmentation model returning a list of logits.
+        save_dir (str): Output directory.
+        transforms (list[dict]): Preprocessing for ``deploy.yaml``.
+        formats (str): 'paddle', 'onnx' or 'both'.  ONNX is converted from a
+            saved Paddle program, kept only with 'both'.
+        input_shape (list|None): Fixed ``[N, 3, H, W]``; None for dynamic.
+        output_op (str): 'argmax', 'softmax' or 'none'.
+        opset_version (int): ONNX opset (paddle2onnx raises it if needed).
+
+    Returns:
+        str: Path of ``deploy.yaml``.
+    """
+    if formats not in FORMATS:
+        raise ValueError('formats must be one of {}, got {!r}'.format(
+            FORMATS, formats))
+    if formats != 'paddle':
+        _onnx_tools()  # fail before the slow part
+    os.makedirs(save_dir, exist_ok=True)
+    files = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paddle_dir = tmp if formats == 'onnx' else save_dir
+        model_file, params_file = save_inference_model(
+            model, paddle_dir, input_shape, output_op)
+        if formats != 'onnx':
+            files.update(model_file=model_file, params_file=params_file)
+        if formats != 'paddle':
+            files['onnx_file'] = export_onnx(
+                model_file, params_file, os.path.join(save_dir, 'model.onnx'),
+                opset_version)
+    return write_deploy_yaml(save_dir, transforms, input_shape=input_shape,
+                             output_op=output_op, **files)
