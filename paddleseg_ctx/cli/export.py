@@ -61,7 +61,7 @@ def deploy_transforms(cfg):
     if transforms is None:
         transforms = cfg.val_dataset_cfg.get('transforms')
     if transforms is None:
-        raise ValueError(
+        raise common.ConfigError(
             'The config has neither `export.transforms` nor '
             '`val_dataset.transforms`; add one so deploy.yaml knows how to '
             'preprocess images.')

@@ -78,6 +78,10 @@ def build_parser():
         '--custom_color', nargs='+', type=int, metavar='V',
         help='Colour map as R G B values per class, e.g. `--custom_color 0 0 '
         '0 255 0 0` (default: PaddleSeg\'s colour map).')
+    parser.add_argument(
+        '--debug', action='store_true',
+        help='Show the traceback of an error (by default a problem with the '
+        'input ends the command with one message).')
     paddleseg = parser.add_argument_group(
         'accepted for PaddleSeg deploy/python/infer.py commands')
     paddleseg.add_argument(
@@ -204,9 +208,14 @@ class Predictor:
         tic = time.perf_counter()
         images, inputs, infos = [], [], []
         for path in paths:
+            # Grayscale and RGBA files are read as BGR (alpha dropped), as
+            # PaddleSeg reads them.
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             if image is None:
-                raise ValueError('Cannot read image {}.'.format(path))
+                raise ValueError(
+                    '{} cannot be read as an image: it is not an image file '
+                    '(JPEG, PNG, BMP, ...) or it is truncated. Replace it or '
+                    'remove it from --image_path.'.format(path))
             x, info = self.deploy.transforms(image)
             if self.fixed_size and x.shape[1:] != self.fixed_size:
                 raise ValueError(
@@ -266,6 +275,8 @@ def main(argv=None):
                                args.cpu_threads, args.enable_mkldnn,
                                args.print_detail)
     except (OSError, ValueError, RuntimeError) as err:
+        if args.debug:
+            raise
         parser.error(str(err))
     batch_size = deploy.input_shape[0] or args.batch_size
     if batch_size != args.batch_size:
@@ -288,7 +299,9 @@ def main(argv=None):
             predictor(chunk, root)
             bar.update(len(chunk))
     except ValueError as err:
-        raise SystemExit('error: {}'.format(err))
+        if args.debug:
+            raise
+        raise SystemExit('error: {}'.format(err)) from None
     finally:
         bar.close()
 

@@ -149,6 +149,7 @@ def main(argv=None):
     common.apply_data_format(cfg, args.data_format)
 
     model = utils.convert_sync_batchnorm(builder.model, args.device)
+    common.refuse_single_value_batch_norm(model)
     train_dataset = builder.train_dataset
     if args.repeats > 1:
         train_dataset.file_list *= args.repeats
@@ -184,6 +185,8 @@ def main(argv=None):
                 profiler_options=args.profiler_options,
                 to_static_training=cfg.to_static_training)
     except TrainingStopped as err:
+        if args.debug:
+            raise
         raise SystemExit('error: {}'.format(err)) from None
     if args.save_rank_weights:
         save_rank_weights(model, args.save_dir, 'end')
