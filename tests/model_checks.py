@@ -1,8 +1,11 @@
 """Helpers shared by the model tests: random weights, parity and export checks."""
+import os
+
 import numpy as np
 import paddle
 
-from paddleseg_ctx.deploy import InferenceRunner, save_inference_model
+from paddleseg_ctx.deploy import (InferenceRunner, OnnxRunner, export_onnx,
+                                  save_inference_model)
 
 # Odd sizes, not multiples of 8 (exercise padding / resize paths).
 PARITY_INPUTS = ((1, 3, 97, 129), (2, 3, 64, 64))
@@ -56,16 +59,21 @@ def run_eval(model, shape, seed=1):
     return x.numpy(), [o.numpy() for o in outs]
 
 
-def assert_export_matches(model, tmp_dir, shapes, rtol=1e-4):
-    """Export with a dynamic InputSpec and check Paddle Inference against
-    dygraph on each input shape (raw main logits)."""
+def assert_export_matches(model, tmp_dir, shapes, rtol=1e-4, onnx=False):
+    """Export with a dynamic InputSpec and check Paddle Inference (and, with
+    ``onnx``, ONNX Runtime) against dygraph on each input shape (raw main
+    logits)."""
     program, params = save_inference_model(
         model, str(tmp_dir), input_shape=None, output_op='none')
-    runner = InferenceRunner(program, params)
+    runners = {'Paddle Inference': InferenceRunner(program, params)}
+    if onnx:
+        onnx_file = export_onnx(program, params, os.path.join(str(tmp_dir), 'model.onnx'))
+        runners['ONNX Runtime'] = OnnxRunner(onnx_file)
     for shape in shapes:
         x, outs = run_eval(model, shape)
-        assert_logits_close(runner(x), outs[0], rtol=rtol,
-                            what='exported logits {}'.format(shape))
+        for name, runner in runners.items():
+            assert_logits_close(runner(x), outs[0], rtol=rtol,
+                                what='{} logits {}'.format(name, shape))
 
 
 def assert_eval_parity(reference, ours, shapes=PARITY_INPUTS):

@@ -31,7 +31,8 @@ from paddleseg_ctx.deploy import (DeployConfig, InferenceRunner, OnnxRunner,
                                   save_inference_model)
 from paddleseg_ctx.deploy.config import Compose, restore
 from paddleseg_ctx.deploy.visualize import color_map, palette_png
-from paddleseg_ctx.models import CtxGCNet, CtxGINet, CtxISANet
+from paddleseg_ctx.backbones import ResNet18_v1c
+from paddleseg_ctx.models import CtxGCNet, CtxGINet, CtxISANet, CtxISNet
 
 pytest.importorskip('paddle2onnx')
 pytest.importorskip('onnxruntime')
@@ -41,18 +42,25 @@ NUM_CLASSES = 4
 IMAGE_SIZE = (129, 97)  # (w, h), not multiples of 8
 NORMALIZE = [{'type': 'Normalize'}]
 
-# One entry per model family: a builder with a light backbone, and the
-# model's `type` for a config.
+# One entry per model family: the class, its options and a light backbone.
 FAMILIES = {
-    'ginet': (CtxGINet, {}),
-    'isanet': (CtxISANet, {}),
-    'gcnet': (CtxGCNet, {'gc_channels': 64}),
+    'ginet': (CtxGINet, {}, ResNet18_vd),
+    'isanet': (CtxISANet, {}, ResNet18_vd),
+    'gcnet': (CtxGCNet, {'gc_channels': 64}, ResNet18_vd),
+    'gcnet_mmseg': (CtxGCNet, {
+        'gc_channels': 64, 'head_conv_bias': False, 'channel_dropout': True,
+        'head_init': 'mmseg'}, ResNet18_v1c),
+    'isnet': (CtxISNet, {'feats_channels': 64, 'transform_channels': 32},
+              ResNet18_v1c),
+    'isnet_lip': (CtxISNet, {
+        'feats_channels': 64, 'transform_channels': 32,
+        'shortcut_channels': 48, 'act': 'leakyrelu'}, ResNet18_v1c),
 }
 
 
 def build(family):
-    cls, kwargs = FAMILIES[family]
-    return cls(NUM_CLASSES, ResNet18_vd(output_stride=8), **kwargs)
+    cls, kwargs, backbone = FAMILIES[family]
+    return cls(NUM_CLASSES, backbone(output_stride=8), **kwargs)
 
 
 @pytest.fixture(scope='module')

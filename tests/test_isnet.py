@@ -11,7 +11,7 @@ from paddleseg.cvlibs import manager
 from paddleseg.models.backbones import ResNet18_vd
 
 import paddleseg_ctx  # noqa: F401  (registers CtxISNet)
-from paddleseg_ctx.deploy import save_inference_model
+from paddleseg_ctx.deploy import export_onnx, save_inference_model
 from paddleseg_ctx.models.isnet import CtxISNet, semantic_centres
 from paddleseg_ctx.weights import check_state_dict
 from model_checks import (PARITY_INPUTS, assert_export_matches,
@@ -313,22 +313,16 @@ def test_export_matches_dygraph(tmp_path, form):
     assert_export_matches(model, tmp_path, PARITY_INPUTS)
 
 
-@pytest.mark.parametrize('form', [
-    PLAIN,
-    pytest.param(LIP, marks=pytest.mark.xfail(
-        strict=True,
-        reason='paddle2onnx 2.1.0 maps leaky_relu with an unset slope (it '
-        'reads an "alpha" attribute the PIR op does not have)')),
-], ids=['plain', 'lip'])
+@pytest.mark.parametrize('form', [PLAIN, LIP], ids=['plain', 'lip'])
 def test_onnx_matches_dygraph(tmp_path, form):
-    paddle2onnx = pytest.importorskip('paddle2onnx')
+    """Also checks our fix of paddle2onnx 2.1.0's LeakyReLU slope (LIP)."""
+    pytest.importorskip('paddle2onnx')
     ort = pytest.importorskip('onnxruntime')
     model = CtxISNet(NUM_CLASSES, ResNet18_vd(output_stride=8), **form)
     randomize(model)
     program, params = save_inference_model(
         model, str(tmp_path), input_shape=None, output_op='none')
-    onnx_file = str(tmp_path / 'model.onnx')
-    paddle2onnx.export(program, params, onnx_file, opset_version=16)
+    onnx_file = export_onnx(program, params, str(tmp_path / 'model.onnx'))
     session = ort.InferenceSession(
         onnx_file, providers=['CPUExecutionProvider'])
     for shape in PARITY_INPUTS:

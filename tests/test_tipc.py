@@ -23,7 +23,7 @@ import paddleseg_ctx  # noqa: F401  (registers CtxGCNet for the dygraph check)
 
 ROOT = Path(__file__).resolve().parents[1]
 TIPC = ROOT / 'test_tipc'
-MODELS = ('gcnet', 'ginet', 'isanet')
+MODELS = ('gcnet', 'ginet', 'isanet', 'isnet')
 TRAIN_MODES = ('lite_train_lite_infer', 'lite_train_whole_infer',
                'whole_train_whole_infer')
 

@@ -42,6 +42,7 @@ class SplitAttentionConv2D(nn.Layer):
                  reduction_factor):
         super().__init__()
         inter_channels = max(channels * radix // reduction_factor, 32)
+        self.channels = channels
         self.radix = radix
         self.cardinality = cardinality
         self.conv = nn.Conv2D(channels, channels * radix, 3, stride,
@@ -62,11 +63,13 @@ class SplitAttentionConv2D(nn.Layer):
         if self.radix == 1:
             return x * F.sigmoid(atten)
         # r-softmax: fc2's channels are [cardinality, radix, c]; softmax over
-        # radix, then radix-major like the splits.  0/-1 keep N and size
-        # symbolic for export.
-        atten = atten.reshape([0, self.cardinality, self.radix, -1])
+        # radix, then radix-major like the splits.  0 keeps N symbolic; the
+        # channel sizes stay literal (paddle2onnx cannot split a -1 axis).
+        per_group = self.channels // self.cardinality
+        atten = atten.reshape([0, self.cardinality, self.radix, per_group])
         atten = F.softmax(atten.transpose([0, 2, 1, 3]), axis=1)
-        attens = paddle.split(atten.reshape([0, -1, 1, 1]), self.radix, axis=1)
+        atten = atten.reshape([0, self.channels * self.radix, 1, 1])
+        attens = paddle.split(atten, self.radix, axis=1)
         return paddle.add_n([a * s for a, s in zip(attens, splits)])
 
 

@@ -105,7 +105,7 @@ def export_onnx(model_file, params_file, save_file, opset_version=11):
         raise RuntimeError('paddle2onnx could not convert {} (its error is '
                            'logged above).'.format(model_file)) from err
     onnx_model = onnx.load_from_string(model_bytes)
-    _restore_pad_values(onnx_model, model_file)
+    _restore_program_attributes(onnx_model, model_file)
     tmp = '{}.{}.tmp'.format(save_file, os.getpid())
     try:
         onnx.save(onnx_model, tmp)
@@ -116,35 +116,49 @@ def export_onnx(model_file, params_file, save_file, opset_version=11):
     return save_file
 
 
-def _restore_pad_values(onnx_model, model_file):
-    """Give each ONNX ``Pad`` converted from a ``pd_op.pad3d`` the pad value
-    of the Paddle program.
-
-    Paddle 3.3 stores pad3d's ``pad_value`` as a double (Paddle PR 75970;
-    3.0.0 and 3.2.2 convert correctly); paddle2onnx 2.1.0 reads it as a float
-    and writes garbage, so e.g. ISANet pads its feature map with huge values
-    whenever H or W is not a multiple of its block size.  Writing the
-    program's value is right for every version.  paddle2onnx names a pad3d's Pad output
-    ``p2o.pd_op.pad3d.<k>.0``, k counting the pad3d ops in program order.
-    """
+def _set_pad_value(graph, node, value):
+    """An ONNX ``Pad``'s constant is its third input."""
     from onnx import numpy_helper
+    if len(node.input) < 3 or not node.input[2]:
+        return
+    fixed = node.output[0] + '.pad_value'
+    graph.initializer.append(
+        numpy_helper.from_array(np.array(value, np.float32), fixed))
+    node.input[2] = fixed
+
+
+def _set_alpha(graph, node, value):
+    for attribute in node.attribute:
+        if attribute.name == 'alpha':
+            attribute.f = value
+
+
+# Paddle op, its attribute, and how to write it into the ONNX node made from
+# it.  paddle2onnx 2.1.0 writes garbage for these under Paddle 3.x PIR:
+# pad3d's pad_value became a double in Paddle 3.3 (PR 75970; e.g. ISANet then
+# pads with huge values), and leaky_relu's slope is read from an `alpha`
+# attribute the PIR op does not have (ISNet's LIP form gets slopes of 0 or NaN).
+_PROGRAM_ATTRIBUTES = (
+    ('pad3d', 'pad_value', _set_pad_value),
+    ('leaky_relu', 'negative_slope', _set_alpha),
+)
+
+
+def _restore_program_attributes(onnx_model, model_file):
+    """Write the attributes of ``_PROGRAM_ATTRIBUTES`` from the Paddle program
+    into the ONNX nodes converted from those ops.  paddle2onnx names such a
+    node's output ``p2o.pd_op.<op>.<k>.0``, k counting that op in program
+    order; writing the program's value is right for every Paddle version."""
     layer = paddle.jit.load(os.path.splitext(model_file)[0])
     program = layer.program()  # keep `layer` alive while its ops are read
-    values = [
-        op.attrs()['pad_value'] for op in program.global_block().ops
-        if op.name() == 'pd_op.pad3d'
-    ]
-    graph = onnx_model.graph
-    for node in graph.node:
-        name = node.output[0].split('.')
-        if (node.op_type != 'Pad' or name[:3] != ['p2o', 'pd_op', 'pad3d'] or
-                len(node.input) < 3 or not node.input[2]):
-            continue
-        value = values[int(name[3])]
-        fixed = node.output[0] + '.pad_value'
-        graph.initializer.append(
-            numpy_helper.from_array(np.array(value, np.float32), fixed))
-        node.input[2] = fixed
+    ops = program.global_block().ops
+    for op_name, attribute, write in _PROGRAM_ATTRIBUTES:
+        values = [op.attrs()[attribute] for op in ops
+                  if op.name() == 'pd_op.' + op_name]
+        for node in onnx_model.graph.node:
+            name = node.output[0].split('.') if node.output else []
+            if name[:3] == ['p2o', 'pd_op', op_name]:
+                write(onnx_model.graph, node, values[int(name[3])])
 
 
 def write_deploy_yaml(save_dir, transforms, model_file=None,

@@ -102,7 +102,10 @@ class ISAHead(nn.Layer):
         q_h, q_w = (h + p_h - 1) // p_h, (w + p_w - 1) // p_w
         top, left = (q_h * p_h - h) // 2, (q_w * p_w - w) // 2
         # A zero pad/crop is a no-op; doing it always keeps export graph-only.
-        x = F.pad(x, [left, q_w * p_w - w - left, top, q_h * p_h - h - top])
+        # One int32 tensor of pads: Paddle 3.0's to_static rejects a list of
+        # shape tensors here.
+        pads = [left, q_w * p_w - w - left, top, q_h * p_h - h - top]
+        x = F.pad(x, paddle.concat([p.reshape([1]).astype('int32') for p in pads]))
 
         x = x.reshape([0, c, q_h, p_h, q_w, p_w]).transpose([0, 3, 5, 1, 2, 4])
         x = self.global_relation(x.reshape([-1, c, q_h, q_w]))
