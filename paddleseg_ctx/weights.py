@@ -3,11 +3,13 @@ import os
 
 import paddle
 
+from paddleseg_ctx.errors import UserError
+
 __all__ = ['WeightsError', 'load_model_weights', 'check_state_dict',
            'resolve_weights', 'read_state_dict']
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """Weights could not be found, fetched or matched to a model."""
 
 

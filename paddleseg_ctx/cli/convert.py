@@ -16,6 +16,7 @@ from paddleseg.utils import logger
 
 from paddleseg_ctx import converters
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.errors import run
 
 
 def build_parser():
@@ -79,4 +80,4 @@ def report(result, args):
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

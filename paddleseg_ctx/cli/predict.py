@@ -12,6 +12,7 @@ from paddleseg.utils import get_image_list, logger, utils
 
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.datasets.checks import CheckedCompose
+from paddleseg_ctx.errors import run
 
 # test_config keys of val that paddleseg.core.predict does not accept.
 _EVAL_ONLY_KEYS = ('aug_eval', 'auc_roc')
@@ -77,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

@@ -19,6 +19,8 @@ from paddleseg.core import train
 from paddleseg.utils import logger, utils
 
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.errors import run
+from paddleseg_ctx.training.batch_norm import refuse_single_value_batch_norm
 from paddleseg_ctx.training.checkpoints import checkpoint_problem
 from paddleseg_ctx.training.hooks import TrainingRun, TrainingStopped
 
@@ -149,7 +151,7 @@ def main(argv=None):
     common.apply_data_format(cfg, args.data_format)
 
     model = utils.convert_sync_batchnorm(builder.model, args.device)
-    common.refuse_single_value_batch_norm(model)
+    refuse_single_value_batch_norm(model)
     train_dataset = builder.train_dataset
     if args.repeats > 1:
         train_dataset.file_list *= args.repeats
@@ -193,4 +195,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

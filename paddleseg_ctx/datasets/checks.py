@@ -23,10 +23,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from paddleseg_ctx.errors import UserError
+
 __all__ = ['SampleError', 'CheckedCompose', 'check_samples', 'read_image']
 
 
-class SampleError(ValueError):
+class SampleError(UserError, ValueError):
     """A sample of a data set (or an input image) is unusable; the message
     names the file."""
 
