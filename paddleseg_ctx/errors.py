@@ -51,5 +51,6 @@ def run(main, argv=None):
         cause = user_error(err)
         if cause is None or '--debug' in args:
             raise
-        sys.stderr.write('error: {}\n'.format(message(cause)))
+        # On a line of its own: PaddleSeg's progress bar ends without one.
+        sys.stderr.write('\nerror: {}\n'.format(message(cause)))
         raise SystemExit(1) from None
