@@ -9,14 +9,24 @@ anything is built are argparse usage errors (exit status 2).
 Imports nothing but the standard library, so ``infer`` (numpy, OpenCV and an
 inference engine only) uses it too.
 """
+import argparse
 import sys
 
-__all__ = ['UserError', 'run', 'user_error']
+__all__ = ['ArgumentParser', 'UserError', 'run', 'user_error']
 
 
 class UserError(Exception):
     """Base of the errors whose message names the culprit (file, key, value)
     and what to do: weights, configs, data samples, images, training stops."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line (exit status 2)
+    instead of the whole usage text before it."""
+
+    def error(self, message):
+        self.exit(2, '{}: error: {} (--help lists the flags)\n'.format(
+            self.prog, message))
 
 
 def user_error(error):

@@ -13,7 +13,6 @@ by :func:`parse_args` and :func:`load_config` before anything is built),
 problems found later (weights, data samples, a model that cannot be built)
 as a ``UserError`` (exit status 1).
 """
-import argparse
 import contextlib
 import os
 
@@ -21,6 +20,7 @@ from paddleseg.utils import logger, utils
 from paddleseg.utils import utils as paddleseg_utils
 
 from paddleseg_ctx.cli.config_checks import Builder, ConfigError, read_config
+from paddleseg_ctx.errors import ArgumentParser
 from paddleseg_ctx.weights import load_model_weights
 
 DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
@@ -29,7 +29,7 @@ DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
 def new_parser(command, description):
     """An ``ArgumentParser`` for ``python -m paddleseg_ctx.<command>`` with
     the ``--config`` and ``--debug`` flags every command has."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m paddleseg_ctx.' + command, description=description)
     parser.add_argument(
         '--config', required=True, help='Path of the config file (.yml).')

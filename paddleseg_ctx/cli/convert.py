@@ -9,18 +9,17 @@ without PyTorch::
 ``--model_path`` and ``pretrained`` also take ``.pth`` files and URLs
 directly; this command is for inspecting a conversion or keeping its result.
 """
-import argparse
 import os
 
 from paddleseg.utils import logger
 
 from paddleseg_ctx import converters
 from paddleseg_ctx.cli import common
-from paddleseg_ctx.errors import run
+from paddleseg_ctx.errors import ArgumentParser, run
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m paddleseg_ctx.convert',
         description='Convert a PyTorch checkpoint to Paddle weights; the key map '
         'is chosen from the checkpoint\'s keys (paddleseg_ctx/converters/keymaps).')

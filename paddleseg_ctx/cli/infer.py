@@ -23,7 +23,7 @@ from paddleseg_ctx.deploy.backends import BACKENDS, DEVICES, create_runner
 from paddleseg_ctx.deploy.config import DeployConfig, restore
 from paddleseg_ctx.deploy.visualize import (color_map, overlay, palette_png,
                                             write_file)
-from paddleseg_ctx.errors import UserError, run
+from paddleseg_ctx.errors import ArgumentParser, UserError, run
 
 # PaddleSeg's get_image_list suffixes.
 IMAGE_SUFFIXES = ('.jpeg', '.jpg', '.bmp', '.png')
@@ -44,7 +44,7 @@ def str2bool(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m paddleseg_ctx.infer',
         description='Segment images with an exported model (Paddle Inference '
         'or ONNX Runtime) and save colour-coded results.')
