@@ -157,14 +157,31 @@ def test_num_classes_disagree(work, tmp_path, capsys):
 # --- data sets -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize('missing', ['dataset_root', 'train_path'])
-def test_dataset_root_or_list_missing(work, tmp_path, capsys, missing):
+@pytest.mark.parametrize('name, missing', [
+    ('train', 'dataset_root'), ('train', 'train_path'),
+    ('val', 'dataset_root'), ('val', 'val_path')])
+def test_dataset_root_or_list_missing(work, tmp_path, capsys, name, missing):
     path = str(tmp_path / 'nowhere' / missing)
+    key = 'train_dataset' if name == 'train' else 'val_dataset'
     config = edit_config(
-        work, tmp_path, lambda dic: dic['train_dataset'].update(
-            {missing: path}))
-    err = fails(train, command_argv('train', config, tmp_path), capsys)
-    assert 'train_dataset' in err and path in err, err
+        work, tmp_path, lambda dic: dic[key].update({missing: path}))
+    err = fails(COMMANDS[name], command_argv(name, config, tmp_path), capsys,
+                status=1)
+    assert '{}: Dataset cannot be built'.format(key) in err, err
+    assert path in err and config in err, err
+
+
+@pytest.mark.parametrize('name', ['convert', 'infer'])
+def test_missing_config_of_convert_and_infer(tmp_path, capsys, name):
+    # (train, val, predict, export: test_cli.test_missing_config_is_a_usage_error)
+    missing = tmp_path / 'nope.yml'
+    argv = {'convert': [tmp_path / 'fcn.yml', tmp_path / 'out.pdparams'],
+            'infer': ['--image_path', tmp_path / 'fcn.yml']}[name]
+    (tmp_path / 'fcn.yml').write_text('model: {}\n')  # exists
+    err = fails({'convert': convert, 'infer': infer}[name],
+                argv + ['--config', missing], capsys, status=2)
+    assert str(missing) in err and ('no such file' in err or
+                                    'No such file' in err), err
 
 
 def broken_copy(work, tmp_path, case):
