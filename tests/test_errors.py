@@ -154,6 +154,17 @@ def test_num_classes_disagree(work, tmp_path, capsys):
     assert 'model.num_classes = 7' in err and 'num_classes = 4' in err, err
 
 
+def test_loss_types_fewer_than_model_outputs(work, tmp_path, capsys):
+    # PaddleSeg finds it at the first training step, with a traceback.
+    config = edit_config(work, tmp_path, lambda dic: dic.update(model={
+        'type': 'CtxGCNet', 'gc_channels': 16,
+        'backbone': {'type': 'ResNet18_vd', 'output_stride': 8}}))
+    err = fails(train, command_argv('train', config, tmp_path), capsys,
+                status=1)
+    assert config in err and '`loss.types` has 1 entries but the model ' \
+        'returns 2 logits' in err, err
+
+
 # --- data sets -----------------------------------------------------------------
 
 
