@@ -4,15 +4,21 @@ key, value) and what to do, a non-zero exit status and no traceback unless
 
 Commands run in this process through ``paddleseg_ctx.errors.run`` (what
 ``python -m paddleseg_ctx.<command>`` runs) with the output captured; a few
-run as real subprocesses.  Cases covered elsewhere: a missing ``--config``
-(test_cli.test_missing_config_is_a_usage_error), an unreachable pretrained URL
-(test_cli.test_unreachable_backbone_url_is_one_message, test_pretrained: no
-stale lock file), weights of another model in val
-(test_cli.test_val_rejects_a_checkpoint_of_another_model), a NaN loss
-(test_training.test_nan_loss_stops_with_one_message_and_keeps_the_last_checkpoint),
-``convert`` of an unknown architecture
-(test_converter.test_unknown_architecture_lists_known_maps_and_prefixes) and
-of files that are no checkpoint (test_converter, library level).
+run as real subprocesses.  Cases tested elsewhere:
+
+* ``--config`` missing (train, val, predict, export):
+  test_cli.test_missing_config_is_a_usage_error;
+* unreachable pretrained URL: test_cli.test_unreachable_backbone_url_is_one_message,
+  test_pretrained.test_unreachable_url_fails_fast_with_clear_message and
+  test_without_fix_paddleseg_leaves_a_stale_lock (no stale lock file);
+* NaN/inf loss: test_training.test_nan_loss_stops_with_one_message_and_keeps_the_last_checkpoint;
+* truncated ``--resume_model``: test_training.test_truncated_resume_file_is_one_message;
+* ``convert`` of no checkpoint / an unknown architecture:
+  test_converter.test_files_that_are_no_checkpoint_give_one_sentence,
+  test_failed_cli_conversion_leaves_destination_alone and
+  test_unknown_architecture_lists_known_maps_and_prefixes;
+* the loader thread that would wait forever after a sample raised:
+  test_compat.test_loader_waits_forever_without_fix.
 """
 import os
 import types
