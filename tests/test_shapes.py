@@ -15,7 +15,8 @@ import pytest
 from paddleseg.models.backbones import ResNet18_vd
 from PIL import Image
 
-from cli_utils import logits, make_data, save_random_weights, write_config
+from cli_utils import (load_model, logits, make_data, save_random_weights,
+                       write_config)
 from paddleseg_ctx.backbones.resnet_v1c import ResNet18_v1c
 from paddleseg_ctx.cli import export, infer, predict, train
 from paddleseg_ctx.errors import run
@@ -47,9 +48,15 @@ def model(request):
     return refuse_single_value_batch_norm(FAMILIES[request.param]())
 
 
+# GINet's class-node BatchNorm1Ds see K identical rows (``head.inp`` is
+# frozen at zero, MODELS_SPEC 3.4), so their running mean stays 0 anyway.
+CONSTANT_INPUT = ('head.fc1.1', 'head.fc2.1')
+
+
 def batch_norms(model):
-    return [layer for layer in model.sublayers()
-            if isinstance(layer, paddle.nn.layer.norm._BatchNormBase)]
+    return [layer for name, layer in model.named_sublayers()
+            if isinstance(layer, paddle.nn.layer.norm._BatchNormBase) and
+            not (isinstance(model, CtxGINet) and name in CONSTANT_INPUT)]
 
 
 @pytest.mark.parametrize('shape', [(1, 3, 33, 47), (2, 3, 13, 9),
@@ -80,7 +87,7 @@ def test_training_step_at_batch_size_1(model, shape):
     # leaves it alone when it passes an input through).
     ran = [bn for bn in batch_norms(model)
            if not np.array_equal(means[id(bn)], bn._mean.numpy())]
-    assert ran and len(ran) >= 0.9 * len(means), (len(ran), len(means))
+    assert len(ran) == len(means), (len(ran), len(means))
     grads = [p.grad for p in model.parameters() if not p.stop_gradient]
     assert sum(g is not None and bool((g != 0).any()) for g in grads) > \
         0.5 * len(grads)
@@ -139,11 +146,9 @@ def work(tmp_path_factory):
 def reference_labels(config, weights, path):
     """Argmax of the model run here on PIL's RGB conversion of the image
     (grey replicated, alpha dropped), normalised in numpy."""
-    from cli_utils import load_model
     rgb = np.asarray(Image.open(path).convert('RGB'), dtype='float32')
     chw = ((rgb / 255 - 0.5) / 0.5).transpose(2, 0, 1)
-    out = logits(load_model(config, weights), chw)
-    return out
+    return logits(load_model(config, weights), chw)
 
 
 def assert_argmax_of(label, logit, rtol=1e-4):
