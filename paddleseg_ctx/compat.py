@@ -17,9 +17,11 @@ PaddleSeg's pretrained-weight loading through ``paddleseg_ctx.pretrained``.
 import importlib
 import os
 import tempfile
+import threading
 
 import paddle
 import paddle.nn.functional as F
+from paddle.io.dataloader import dataloader_iter
 from paddleseg.deploy.infer import DeployConfig
 from paddleseg.models.losses import CrossEntropyLoss, OhemCrossEntropyLoss
 from paddleseg.utils import metrics
@@ -206,6 +208,53 @@ def _model_file_fallback(model_property):
                     '.pdmodel and .json (Paddle 3 writes .json).')
 
 
+# 6. With num_workers=0 Paddle loads batches in a thread; an exception raised
+#    while reading a sample ends that thread but leaves its queue open, so the
+#    training or evaluation loop waits forever instead of failing.
+
+class _FailingDataset(paddle.io.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        raise LookupError('probe')
+
+
+def _loader_thread_hangs():
+    hook = threading.excepthook
+    threading.excepthook = lambda args: None  # the probe's own exception
+    try:
+        it = iter(paddle.io.DataLoader(_FailingDataset(), batch_size=1))
+        it._thread.join(5)
+        stuck = not it._thread_done_event.is_set()
+        it._try_shutdown_all()
+        return stuck
+    finally:
+        threading.excepthook = hook
+
+
+def _thread_loop_reporting(thread_loop):
+    def loop(self, *args):
+        try:
+            thread_loop(self, *args)
+        except Exception as error:  # noqa: BLE001  (re-raised by __next__)
+            self._sample_error = error
+            self._exit_thread_unexpectedly()
+    return loop
+
+
+def _next_reraising(next_batch):
+    def next_(self):
+        try:
+            return next_batch(self)
+        except SystemError:  # "Blocking queue is killed because the data reader raises an exception."
+            error = getattr(self, '_sample_error', None)
+            if error is None:
+                raise
+            raise error.with_traceback(error.__traceback__) from None
+    return next_
+
+
 FIXES = {fix.name: fix for fix in [
     Fix('ce_loss_int_float',
         'CrossEntropyLoss multiplies float32 by int64 (no implicit promotion in Paddle 3)',
@@ -227,6 +276,11 @@ FIXES = {fix.name: fix for fix in [
         'deploy.yaml names model.pdmodel but Paddle 3 jit.save writes model.json',
         _jit_save_skips_pdmodel,
         [(DeployConfig, 'model', _model_file_fallback)]),
+    Fix('loader_thread_error',
+        'an exception in a sample leaves the single-process DataLoader waiting forever',
+        _loader_thread_hangs,
+        [(dataloader_iter._DataLoaderIterSingleProcess, '_thread_loop', _thread_loop_reporting),
+         (dataloader_iter._DataLoaderIterSingleProcess, '__next__', _next_reraising)]),
     # Not a version fix but our download policy, so always on (see paddleseg_ctx.pretrained).
     Fix('pretrained_offline',
         'PaddleSeg downloads wait 15 s, leave .download.lock files and give no offline hint',

@@ -1,5 +1,5 @@
 """``python -m paddleseg_ctx.export``: Export an inference model (see paddleseg_ctx.cli.export)."""
-from paddleseg_ctx.cli.common import run
+from paddleseg_ctx.errors import run
 from paddleseg_ctx.cli.export import main
 
 if __name__ == '__main__':

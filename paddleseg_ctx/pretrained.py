@@ -37,7 +37,7 @@ from paddleseg.utils import logger, seg_env
 from paddleseg.utils import utils as paddleseg_utils
 
 from paddleseg_ctx import converters
-from paddleseg_ctx.weights import WeightsError
+from paddleseg_ctx.weights import WeightsError, read_state_dict
 
 __all__ = ['PretrainedDownloadError', 'fetch', 'download', 'local_file',
            'paddle_weights', 'cache_path', 'download_target', 'TIMEOUT']
@@ -228,9 +228,16 @@ def _config_key(layer):
 # PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the config key.
 def _load_pretrained_model(original):
     def load_pretrained_model(model, pretrained_model):
-        if pretrained_model is not None:
-            pretrained_model = local_file(pretrained_model, _config_key(model))
-        return original(model, pretrained_model)
+        if pretrained_model is None:
+            return original(model, pretrained_model)
+        key = _config_key(model)
+        path = local_file(pretrained_model, key)
+        try:
+            return original(model, path)
+        except Exception:
+            if os.path.isfile(path):  # say which file of which key is damaged
+                read_state_dict(path, '{} ({})'.format(pretrained_model, key))
+            raise
     load_pretrained_model.__doc__ = original.__doc__
     return load_pretrained_model
 

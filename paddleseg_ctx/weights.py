@@ -3,11 +3,13 @@ import os
 
 import paddle
 
+from paddleseg_ctx.errors import UserError
+
 __all__ = ['WeightsError', 'load_model_weights', 'check_state_dict',
-           'resolve_weights']
+           'resolve_weights', 'read_state_dict']
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """Weights could not be found, fetched or matched to a model."""
 
 
@@ -17,12 +19,38 @@ def resolve_weights(path_or_url):
     ``paddleseg_ctx.pretrained``)."""
     from paddleseg_ctx.pretrained import local_file  # lazy: pretrained imports this module
     path = local_file(path_or_url)
+    if os.path.isdir(path):
+        raise WeightsError(
+            'Weights "{}" is a directory; point `pretrained` / `--model_path` '
+            'at the weights file in it (e.g. {}).'.format(
+                path_or_url, os.path.join(path_or_url, 'model.pdparams')))
     if not os.path.isfile(path):
         raise WeightsError(
             'Weights file "{}" does not exist. Point `pretrained` / '
             '`--model_path` at an existing .pdparams or PyTorch .pth file.'.format(
                 path_or_url))
     return path
+
+
+def read_state_dict(path, source=None):
+    """``paddle.load(path)`` as a dict of tensors, or ``WeightsError`` when
+    the file is truncated, damaged or holds something else.  ``source``
+    names the file in the message (default: ``path``)."""
+    source = source or path
+    try:
+        state_dict = paddle.load(path)
+    except Exception as err:  # noqa: BLE001  (paddle.load raises pickle, EOF, value errors, ...)
+        raise WeightsError(
+            'Weights in {} cannot be read: the file is truncated, damaged or '
+            'not a Paddle weights file (.pdparams). Download or copy it '
+            'again, or point `pretrained` / `--model_path` at another '
+            'file.'.format(source)) from err
+    if not isinstance(state_dict, dict):
+        raise WeightsError(
+            '{} holds a {}, not a dict of named weights (a .pdparams file '
+            'written by paddle.save(model.state_dict(), ...)).'.format(
+                source, type(state_dict).__name__))
+    return state_dict
 
 
 def check_state_dict(model, state_dict, source='<state dict>', advice=None):
@@ -59,9 +87,9 @@ def load_model_weights(model, path_or_url, strict=True):
             ``strict=False`` only matching entries are loaded.
     """
     path = resolve_weights(path_or_url)
-    state_dict = paddle.load(path)
+    source = path if path == path_or_url else '{} (as {})'.format(path_or_url, path)
+    state_dict = read_state_dict(path, source)
     if strict:
-        source = path if path == path_or_url else '{} (as {})'.format(path_or_url, path)
         check_state_dict(model, state_dict, source=source)
     else:
         own = model.state_dict()

@@ -305,3 +305,34 @@ def test_train_and_evaluate_end_to_end(data_root, tmp_path):
     miou, acc = evaluate(model, val, print_detail=False)[:2]
     assert 0 <= acc <= 1
     np.testing.assert_allclose(miou, np_miou(model, val), rtol=1e-6)
+
+
+# 6. Single-process DataLoader and a sample that raises -------------------------
+
+class RaisingAt(paddle.io.Dataset):
+    """Samples 0, 1, ...; reading sample ``bad`` raises LookupError."""
+
+    def __init__(self, bad):
+        self.bad = bad
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        if index == self.bad:
+            raise LookupError('sample {} is broken'.format(index))
+        return np.float32(index)
+
+
+def test_loader_waits_forever_without_fix():
+    with without('loader_thread_error'):
+        assert compat._loader_thread_hangs()
+
+
+def test_loader_raises_the_error_of_the_sample():
+    batches = []
+    with pytest.raises(LookupError, match='sample 2 is broken'):
+        for batch in paddle.io.DataLoader(RaisingAt(2), batch_size=1):
+            batches.append(float(batch))
+    # Batches read ahead of the broken one may be dropped: the run ends.
+    assert batches == [0.0, 1.0][:len(batches)]

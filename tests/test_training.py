@@ -100,8 +100,9 @@ def half_dump(obj, f, *args, **kwargs):
     return dump(obj, f, *args, **kwargs)
 
 pickle.dump = half_dump
-from paddleseg_ctx.cli import common, train
-common.run(lambda: train.main(sys.argv[3:]))
+from paddleseg_ctx.cli import train
+from paddleseg_ctx.errors import run
+run(train.main, sys.argv[3:])
 '''
 
 

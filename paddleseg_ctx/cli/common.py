@@ -5,27 +5,44 @@ PaddleSeg commands and TIPC scripts carry over by swapping the entry point.
 The work itself is done by PaddleSeg (``Config``, ``SegBuilder``,
 ``paddleseg.core``); importing this package first registers our components
 and applies the compatibility fixes (``paddleseg_ctx/__init__.py``).
+
+Bad input ends a command with one message naming the file, key or value and
+what to do (``paddleseg_ctx.errors``), without a traceback unless ``--debug``
+is given: argument and config problems as usage errors (exit status 2, found
+by :func:`parse_args` and :func:`load_config` before anything is built),
+problems found later (weights, data samples, a model that cannot be built)
+as a ``UserError`` (exit status 1).
 """
-import argparse
+import contextlib
 import os
 
-import yaml
-from paddleseg.cvlibs import Config, SegBuilder
 from paddleseg.utils import logger, utils
+from paddleseg.utils import utils as paddleseg_utils
 
-from paddleseg_ctx.weights import WeightsError, load_model_weights
+from paddleseg_ctx.cli.config_checks import Builder, ConfigError, read_config
+from paddleseg_ctx.errors import ArgumentParser
+from paddleseg_ctx.weights import load_model_weights
 
 DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
 
 
 def new_parser(command, description):
     """An ``ArgumentParser`` for ``python -m paddleseg_ctx.<command>`` with
-    the ``--config`` flag every command has."""
-    parser = argparse.ArgumentParser(
+    the ``--config`` and ``--debug`` flags every command has."""
+    parser = ArgumentParser(
         prog='python -m paddleseg_ctx.' + command, description=description)
     parser.add_argument(
         '--config', required=True, help='Path of the config file (.yml).')
+    add_debug(parser)
     return parser
+
+
+def add_debug(parser):
+    parser.add_argument(
+        '--debug',
+        action='store_true',
+        help='Show the traceback of an error (by default a problem with the '
+        'input ends the command with one message).')
 
 
 def add_device(parser, purpose):
@@ -118,6 +135,10 @@ def parse_args(parser, argv=None):
     if not args.config.endswith(('.yml', '.yaml')):
         parser.error('--config {}: expected a .yml/.yaml file.'.format(
             args.config))
+    image_path = getattr(args, 'image_path', None)
+    if image_path and not os.path.exists(image_path):
+        parser.error('--image_path {}: no such image, directory or list '
+                     'file.'.format(image_path))
     for item in getattr(args, 'opts', None) or []:
         if item.count('=') != 1:
             parser.error('--opts {}: expected KEY=VALUE, e.g. '
@@ -133,15 +154,20 @@ def parse_args(parser, argv=None):
 
 
 def load_config(parser, args, **overrides):
-    """``(Config, SegBuilder)`` for ``args.config`` with ``--opts`` and
-    ``overrides`` (e.g. ``iters``) applied.  Invalid configs end the command
-    with a message naming the file instead of a traceback."""
+    """``(Config, Builder)`` for ``args.config`` with ``--opts`` and
+    ``overrides`` (e.g. ``iters``) applied.  A config that cannot work (a
+    file that is missing or no YAML mapping, also among its ``_base_``
+    files; an unknown component type or argument; models and data sets
+    disagreeing on ``num_classes``; what PaddleSeg's own checks reject) ends
+    the command with a message naming the file and key."""
     try:
-        cfg = Config(
-            args.config, opts=getattr(args, 'opts', None), **overrides)
-    except (AssertionError, KeyError, yaml.YAMLError) as err:
+        cfg = read_config(args.config, getattr(args, 'opts', None),
+                          **overrides)
+    except ConfigError as err:
+        if getattr(args, 'debug', False):
+            raise
         parser.error('--config {}: {}'.format(args.config, err))
-    return cfg, SegBuilder(cfg)
+    return cfg, Builder(cfg, args.config)
 
 
 def show_info(cfg):
@@ -188,6 +214,20 @@ def merge_test_config(cfg, args, switch):
     return test_config
 
 
+@contextlib.contextmanager
+def strict_entire_model_loading():
+    """Within the block, PaddleSeg's ``load_entire_model`` (which
+    ``paddleseg.core.predict`` calls on ``--model_path``) is
+    :func:`load_weights`: strict, and loaded once, instead of skipping
+    mismatched tensors with a warning."""
+    original = paddleseg_utils.load_entire_model
+    paddleseg_utils.load_entire_model = load_weights
+    try:
+        yield
+    finally:
+        paddleseg_utils.load_entire_model = original
+
+
 def load_weights(model, model_path):
     """Load ``--model_path`` into ``model`` strictly: unlike PaddleSeg's
     loader, which skips mismatched tensors with a warning (and an evaluation
@@ -199,18 +239,3 @@ def load_weights(model, model_path):
     else:
         logger.warning('No --model_path given: using the weights the config '
                        'builds (random or pretrained backbone only).')
-
-
-def run(main):
-    """Run a command's ``main``.  Weight problems (missing file, unreachable
-    URL, checkpoint of another model) end it with their own message instead
-    of a traceback, also when PaddleSeg's builder has re-raised them."""
-    try:
-        return main()
-    except Exception as err:  # noqa: BLE001  (re-raised unless a WeightsError)
-        cause = err
-        while cause is not None and not isinstance(cause, WeightsError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is None:
-            raise
-        raise SystemExit('error: {}'.format(cause))

@@ -9,19 +9,17 @@ without PyTorch::
 ``--model_path`` and ``pretrained`` also take ``.pth`` files and URLs
 directly; this command is for inspecting a conversion or keeping its result.
 """
-import argparse
 import os
-import traceback
 
 from paddleseg.utils import logger
 
 from paddleseg_ctx import converters
 from paddleseg_ctx.cli import common
-from paddleseg_ctx.weights import WeightsError
+from paddleseg_ctx.errors import ArgumentParser, run
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m paddleseg_ctx.convert',
         description='Convert a PyTorch checkpoint to Paddle weights; the key map '
         'is chosen from the checkpoint\'s keys (paddleseg_ctx/converters/keymaps).')
@@ -37,7 +35,8 @@ def build_parser():
     parser.add_argument(
         '--debug',
         action='store_true',
-        help='List every key with its Paddle name, and show the traceback of an error.')
+        help='List every key with its Paddle name, and show the traceback of an '
+        'error (by default a problem with the input ends the command with one message).')
     return parser
 
 
@@ -50,14 +49,9 @@ def main(argv=None):
     if args.config and not os.path.isfile(args.config):
         parser.error('--config {}: no such file.'.format(args.config))
     config = args.config or converters.zoo_config(args.src)
-    try:
-        result = converters.convert(args.src, config)
-        report(result, args)
-        converters.save_converted(result.state, args.dst)
-    except WeightsError:
-        if args.debug:
-            traceback.print_exc()
-        raise
+    result = converters.convert(args.src, config)
+    report(result, args)
+    converters.save_converted(result.state, args.dst)
     logger.info('Saved {} tensors to {}.'.format(len(result.state), args.dst))
     return result
 
@@ -85,4 +79,4 @@ def report(result, args):
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

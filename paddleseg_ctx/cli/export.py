@@ -12,8 +12,10 @@ import os
 from paddleseg.utils import logger
 
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.cli.config_checks import ConfigError
 from paddleseg_ctx.deploy.config import Compose
 from paddleseg_ctx.deploy.export import FORMATS, export_model
+from paddleseg_ctx.errors import run
 
 
 def build_parser():
@@ -61,7 +63,7 @@ def deploy_transforms(cfg):
     if transforms is None:
         transforms = cfg.val_dataset_cfg.get('transforms')
     if transforms is None:
-        raise ValueError(
+        raise ConfigError(
             'The config has neither `export.transforms` nor '
             '`val_dataset.transforms`; add one so deploy.yaml knows how to '
             'preprocess images.')
@@ -93,4 +95,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

@@ -23,9 +23,14 @@ from paddleseg_ctx.deploy.backends import BACKENDS, DEVICES, create_runner
 from paddleseg_ctx.deploy.config import DeployConfig, restore
 from paddleseg_ctx.deploy.visualize import (color_map, overlay, palette_png,
                                             write_file)
+from paddleseg_ctx.errors import ArgumentParser, UserError, run
 
 # PaddleSeg's get_image_list suffixes.
 IMAGE_SUFFIXES = ('.jpeg', '.jpg', '.bmp', '.png')
+
+
+class InputError(UserError, ValueError):
+    """An input image cannot be segmented; the message names it."""
 
 
 def str2bool(text):
@@ -39,7 +44,7 @@ def str2bool(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m paddleseg_ctx.infer',
         description='Segment images with an exported model (Paddle Inference '
         'or ONNX Runtime) and save colour-coded results.')
@@ -78,6 +83,10 @@ def build_parser():
         '--custom_color', nargs='+', type=int, metavar='V',
         help='Colour map as R G B values per class, e.g. `--custom_color 0 0 '
         '0 255 0 0` (default: PaddleSeg\'s colour map).')
+    parser.add_argument(
+        '--debug', action='store_true',
+        help='Show the traceback of an error (by default a problem with the '
+        'input ends the command with one message).')
     paddleseg = parser.add_argument_group(
         'accepted for PaddleSeg deploy/python/infer.py commands')
     paddleseg.add_argument(
@@ -101,6 +110,21 @@ def build_parser():
     return parser
 
 
+def read_image(path):
+    """``path`` as a BGR uint8 array, or ``InputError`` naming it.  Grayscale
+    and RGBA files (also 16-bit ones) become 3-channel BGR with the alpha
+    dropped, as PaddleSeg reads them."""
+    if not os.path.isfile(path):
+        raise InputError('--image_path: image {} does not exist.'.format(path))
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(
+            '--image_path: {} cannot be read as an image: it is not an image '
+            'file (JPEG, PNG, BMP, ...) or it is truncated. Replace it or '
+            'remove it from --image_path.'.format(path))
+    return image
+
+
 def list_images(image_path):
     """``(paths, root)`` for an image, a directory or a list file (as
     PaddleSeg's ``get_image_list``); outputs are named by their path
@@ -120,9 +144,15 @@ def list_images(image_path):
         return [image_path], None
     elif os.path.isfile(image_path):
         root = os.path.dirname(image_path)
-        with open(image_path) as f:
-            paths = [os.path.join(root, line.split()[0]) for line in f
-                     if line.strip()]
+        try:
+            with open(image_path, encoding='utf-8') as f:
+                paths = [os.path.join(root, line.split()[0]) for line in f
+                         if line.strip()]
+        except UnicodeDecodeError:
+            raise ValueError(
+                '--image_path {}: neither an image ({}) nor a list file of '
+                'image paths (text).'.format(
+                    image_path, ' '.join(IMAGE_SUFFIXES))) from None
     else:
         raise FileNotFoundError(
             '--image_path {}: no such image, directory or list file.'.format(
@@ -204,12 +234,10 @@ class Predictor:
         tic = time.perf_counter()
         images, inputs, infos = [], [], []
         for path in paths:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError('Cannot read image {}.'.format(path))
+            image = read_image(path)
             x, info = self.deploy.transforms(image)
             if self.fixed_size and x.shape[1:] != self.fixed_size:
-                raise ValueError(
+                raise InputError(
                     '{} is preprocessed to {}x{}, but the model was exported '
                     'for {}x{} inputs (--input_shape); add a Resize to the '
                     'export transforms or export without --input_shape.'.
@@ -266,6 +294,8 @@ def main(argv=None):
                                args.cpu_threads, args.enable_mkldnn,
                                args.print_detail)
     except (OSError, ValueError, RuntimeError) as err:
+        if args.debug:
+            raise
         parser.error(str(err))
     batch_size = deploy.input_shape[0] or args.batch_size
     if batch_size != args.batch_size:
@@ -287,8 +317,6 @@ def main(argv=None):
             chunk = paths[start:start + batch_size]
             predictor(chunk, root)
             bar.update(len(chunk))
-    except ValueError as err:
-        raise SystemExit('error: {}'.format(err))
     finally:
         bar.close()
 
@@ -304,4 +332,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

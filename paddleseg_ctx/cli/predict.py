@@ -2,13 +2,17 @@
 
 Writes ``save_dir/pseudo_color_prediction/<name>.png`` (palette PNG whose
 pixel indices are the class ids) and ``save_dir/added_prediction/<name>``
-(the image blended with the colours) for every input image.
+(the image blended with the colours) for every input image.  Grayscale and
+RGBA images are read as RGB (alpha dropped), as PaddleSeg reads them;
+``--model_path`` must fit the model exactly.
 """
 from paddleseg.core import predict
 from paddleseg.transforms import Compose
 from paddleseg.utils import get_image_list, logger, utils
 
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.datasets.checks import CheckedCompose
+from paddleseg_ctx.errors import run
 
 # test_config keys of val that paddleseg.core.predict does not accept.
 _EVAL_ONLY_KEYS = ('aug_eval', 'auc_roc')
@@ -54,17 +58,24 @@ def main(argv=None):
     common.show_info(cfg)
     utils.set_device(args.device)
 
-    image_list, image_dir = get_image_list(args.image_path)
+    try:
+        image_list, image_dir = get_image_list(args.image_path)
+    except (OSError, RuntimeError) as err:  # e.g. a directory without images
+        parser.error('--image_path {}: {}'.format(args.image_path, err))
     logger.info('The number of images: {}'.format(len(image_list)))
-    predict(
-        builder.model,
-        model_path=args.model_path,
-        transforms=Compose(builder.val_transforms),
-        image_list=image_list,
-        image_dir=image_dir,
-        save_dir=args.save_dir,
-        **test_config)
+    # Each image is checked as it is read: a file that is no image ends the
+    # run with its name (PaddleSeg's reader fails with an AttributeError).
+    transforms = CheckedCompose(Compose(builder.val_transforms), '--image_path')
+    with common.strict_entire_model_loading():
+        predict(
+            builder.model,
+            model_path=args.model_path,
+            transforms=transforms,
+            image_list=image_list,
+            image_dir=image_dir,
+            save_dir=args.save_dir,
+            **test_config)
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

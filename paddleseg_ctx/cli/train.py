@@ -13,12 +13,16 @@ pass the interpreter (on a CPU-only Paddle build it picks the gloo backend)::
         $(which python) -m paddleseg_ctx.train --config x.yml --device cpu
 """
 import os
+import re
 
 import paddle
 from paddleseg.core import train
 from paddleseg.utils import logger, utils
 
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.cli.config_checks import ConfigError
+from paddleseg_ctx.errors import run
+from paddleseg_ctx.training.batch_norm import refuse_single_value_batch_norm
 from paddleseg_ctx.training.checkpoints import checkpoint_problem
 from paddleseg_ctx.training.hooks import TrainingRun, TrainingStopped
 
@@ -46,33 +50,33 @@ def build_parser():
         action='store_true',
         help='Also keep an exponential moving average of the weights.')
 
-    run = parser.add_argument_group('schedule')
-    run.add_argument(
+    schedule = parser.add_argument_group('schedule')
+    schedule.add_argument(
         '--resume_model',
         help='Checkpoint directory (save_dir/iter_N) to resume from: '
         'weights, optimizer, learning rate, iteration, data order, random '
         'state, best model and VisualDL log continue.')
-    run.add_argument('--iters', type=int, help='Overrides config `iters`.')
-    run.add_argument(
+    schedule.add_argument('--iters', type=int, help='Overrides config `iters`.')
+    schedule.add_argument(
         '--batch_size',
         type=int,
         help='Batch size per device; overrides config `batch_size`.')
-    run.add_argument(
+    schedule.add_argument(
         '--learning_rate',
         type=float,
         help='Overrides config `lr_scheduler.learning_rate`.')
-    run.add_argument(
+    schedule.add_argument(
         '--save_interval',
         type=int,
         default=1000,
         help='Save (and evaluate with --do_eval) every N iterations. '
         'Default: 1000.')
-    run.add_argument(
+    schedule.add_argument(
         '--log_iters',
         type=int,
         default=10,
         help='Log loss, lr, speed and ETA every N iterations. Default: 10.')
-    run.add_argument(
+    schedule.add_argument(
         '--keep_checkpoint_max',
         type=int,
         default=5,
@@ -149,22 +153,23 @@ def main(argv=None):
     common.apply_data_format(cfg, args.data_format)
 
     model = utils.convert_sync_batchnorm(builder.model, args.device)
+    refuse_single_value_batch_norm(model)
     train_dataset = builder.train_dataset
     if args.repeats > 1:
         train_dataset.file_list *= args.repeats
     if args.save_rank_weights:
         save_rank_weights(model, args.save_dir, 'start')
-    run = TrainingRun(
+    training = TrainingRun(
         model,
         args.save_dir,
         seed=args.seed,
         keep_checkpoint_max=args.keep_checkpoint_max,
         vdl_samples=args.vdl_samples)
     try:
-        with run.installed():
+        with training.installed():
             train(
                 model,
-                run.dataset(train_dataset),
+                training.dataset(train_dataset),
                 val_dataset=builder.val_dataset if args.do_eval else None,
                 optimizer=builder.optimizer,
                 save_dir=args.save_dir,
@@ -177,17 +182,30 @@ def main(argv=None):
                 use_vdl=args.use_vdl,
                 use_ema=args.use_ema,
                 losses=builder.loss,
-                keep_checkpoint_max=0,  # `run` deletes old ones once a newer one is complete
+                keep_checkpoint_max=0,  # `training` deletes old ones once a newer one is complete
                 test_config=cfg.test_config,
                 precision=args.precision,
                 amp_level=args.amp_level,
                 profiler_options=args.profiler_options,
                 to_static_training=cfg.to_static_training)
     except TrainingStopped as err:
+        if args.debug:
+            raise
         raise SystemExit('error: {}'.format(err)) from None
+    except RuntimeError as err:  # PaddleSeg's check, found at the first step
+        counts = re.match(r'The length of logits_list should equal to the '
+                          r'types of loss config: (\d+) != (\d+)', str(err))
+        if counts is None:
+            raise
+        raise ConfigError(
+            '--config {}: `loss.types` has {} entries but the model returns {} '
+            'logits while training (main and auxiliary heads); give '
+            '`loss.types` and `loss.coef` one entry per logit, or set '
+            '`model.enable_auxiliary_loss: False`.'.format(
+                args.config, counts.group(2), counts.group(1))) from err
     if args.save_rank_weights:
         save_rank_weights(model, args.save_dir, 'end')
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

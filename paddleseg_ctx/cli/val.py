@@ -19,6 +19,7 @@ from paddleseg.utils import logger, utils
 
 from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.errors import run
 from paddleseg_ctx.zoo import ZOO_FILE, ZooError, find_entry
 
 # PaddleSeg's own test-time flags, which --protocol replaces.
@@ -140,4 +141,4 @@ def _zoo_entry(parser, args, zoo_file):
 
 
 if __name__ == '__main__':
-    common.run(main)
+    run(main)

@@ -37,6 +37,7 @@ import paddle
 from paddleseg.utils import logger
 
 from paddleseg_ctx.compat import Fix
+from paddleseg_ctx.errors import UserError
 from paddleseg_ctx.training import vdl
 from paddleseg_ctx.training.checkpoints import (
     EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, atomic_write, checkpoint_iter,
@@ -60,7 +61,7 @@ TRY_NEXT = ('Try a lower learning rate (--learning_rate), --precision fp32 if '
             'ids below num_classes or the ignore index (255 by default).')
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(UserError, RuntimeError):
     """Training cannot go on; the message says why and what to do."""
 
 
