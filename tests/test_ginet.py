@@ -10,6 +10,7 @@ from model_checks import (PARITY_INPUTS, assert_eval_parity,
                           assert_export_matches,
                           assert_logits_close, randomize, run_eval)
 from paddleseg_ctx.models import CtxGINet
+from paddleseg_ctx.models.ginet import GIHead
 from paddleseg_ctx.weights import check_state_dict
 
 K = 5
@@ -128,3 +129,48 @@ def test_builds_on_small_backbones(backbone):
     assert model.auxlayer.conv_bn_relu._conv.weight.shape == [
         64, backbone().feat_channels[2], 3, 3
     ]
+
+
+def _numpy_class_nodes(state, prefix, eps=1e-5):
+    """fc2(fc1(inp)) in eval mode, in numpy, as [1, 256, K]."""
+    x = state[prefix + 'inp']
+    for fc in ('fc1', 'fc2'):
+        p = prefix + fc + '.'
+        x = x @ state[p + '0.weight'] + state[p + '0.bias']
+        x = ((x - state[p + '1._mean']) /
+             np.sqrt(state[p + '1._variance'] + eps) * state[p + '1.weight'] +
+             state[p + '1.bias'])
+        x = np.maximum(x, 0)
+    return x.T[None]
+
+
+def test_class_nodes_follow_weights_loaded_after_eval():
+    """The class nodes depend only on parameters; they are recomputed on
+    every forward (costs under a millisecond), so weights loaded or trained
+    after an eval forward are always the ones used."""
+    head = GIHead(16, K)
+    head.eval()
+    with paddle.no_grad():
+        first = head.class_nodes().numpy()
+    for seed in (1, 2):
+        state = randomize(head, seed)
+        head.eval()
+        with paddle.no_grad():
+            nodes = head.class_nodes().numpy()
+        assert_logits_close(
+            nodes, _numpy_class_nodes(state, ''),
+            what='class nodes after loading seed {}'.format(seed))
+        assert not np.allclose(nodes, first, atol=1e-3)
+        first = nodes
+    # A training step in between: eval uses the updated fc weights.
+    head.train()
+    x = paddle.uniform([2, 16, 9, 11], min=-1, max=1)
+    head(x).mean().backward()
+    paddle.optimizer.SGD(1.0, parameters=head.parameters()).step()
+    head.eval()
+    state = {k: v.numpy() for k, v in head.state_dict().items()}
+    with paddle.no_grad():
+        nodes = head.class_nodes().numpy()
+    assert_logits_close(nodes, _numpy_class_nodes(state, ''),
+                        what='class nodes after a training step')
+    assert not np.allclose(nodes, first, atol=1e-4)

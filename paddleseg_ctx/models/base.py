@@ -14,7 +14,7 @@ from paddleseg.models import layers
 
 from paddleseg_ctx.weights import load_model_weights
 
-__all__ = ['ContextSegModel', 'aux_layer', 'fcn_classifier']
+__all__ = ['ContextSegModel', 'attend', 'aux_layer', 'fcn_classifier']
 
 
 class ContextSegModel(nn.Layer):
@@ -48,7 +48,11 @@ class ContextSegModel(nn.Layer):
         self.pretrained = pretrained
 
     def decode(self, feats):
-        """Map the selected backbone features to ``[main_logit, aux...]``."""
+        """Map the selected backbone features to ``[main_logit, aux...]``.
+
+        ``feats`` is a list of the head's own; emptying it frees the features
+        the head no longer needs before its large convolutions run.
+        """
         raise NotImplementedError
 
     def raw_logits(self, x):
@@ -56,7 +60,9 @@ class ContextSegModel(nn.Layer):
         to the input size (protocols that resize once from low resolution,
         like sssegmentation's, start from these)."""
         feats = self.backbone(x)
-        return self.decode([feats[i] for i in self.backbone_indices])
+        # Rebinding frees the stages no head reads (eval peak memory).
+        feats = [feats[i] for i in self.backbone_indices]
+        return self.decode(feats)
 
     def forward(self, x):
         logits = self.raw_logits(x)
@@ -89,3 +95,30 @@ def aux_layer(in_channels, num_classes, conv_bias):
 def fcn_classifier(in_channels, num_classes, dropout):
     """``[dropout, 1x1 conv]`` as a Sequential (classifier keys ``1.*``)."""
     return nn.Sequential(dropout, nn.Conv2D(in_channels, num_classes, 1))
+
+
+def attend(query, key, value, scale):
+    """Scaled dot-product attention between feature maps: each query position
+    takes the softmax(scale * q.k)-weighted sum of the values over the key
+    positions.
+
+    Same result as PaddleSeg's ``AttentionBlock`` without its three
+    transposes: the matmuls read [N, C, HW] maps through their transpose
+    flags, and the scale goes on the query (C x HW) rather than the
+    similarity map (HW x HW).
+
+    Args:
+        query (Tensor): [N, Ck, Hq, Wq].
+        key (Tensor): [N, Ck, Hk, Wk].
+        value (Tensor): [N, Cv, Hk, Wk].
+        scale (float): Factor of the dot products.
+
+    Returns:
+        Tensor: [N, Cv, Hq, Wq].
+    """
+    size = paddle.shape(query)
+    sim = paddle.matmul(  # [N, HWq, HWk]
+        (query * scale).flatten(2), key.flatten(2), transpose_x=True)
+    context = paddle.matmul(  # [N, Cv, HWq]
+        value.flatten(2), F.softmax(sim, axis=-1), transpose_y=True)
+    return context.reshape([0, 0, size[2], size[3]])

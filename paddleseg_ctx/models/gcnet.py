@@ -105,8 +105,12 @@ class GCNetHead(nn.Layer):
 
     def forward(self, c3, c4):
         x = self.conv_bn_relu2(self.gc_block(self.conv_bn_relu1(c4)))
-        x = self.conv_bn_relu3(paddle.concat([c4, x], axis=1))
-        logits = [self.conv(self.dropout(x))]
+        # One name rebound step by step: each input is freed before the next
+        # conv runs (its im2col buffer sets the eval peak).
+        x = paddle.concat([c4, x], axis=1)
+        x = self.conv_bn_relu3(x)
+        x = self.dropout(x)
+        logits = [self.conv(x)]
         if self.auxlayer is not None:
             logits.append(self.auxlayer(c3))
         return logits

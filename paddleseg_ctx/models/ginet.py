@@ -61,9 +61,9 @@ class CtxGINet(ContextSegModel):
         self.init_weight()
 
     def decode(self, feats):
-        c3, c4 = feats[2], feats[3]
-        if self.jpu is not None:
-            c4 = self.jpu(*feats)[-1]
+        c3 = feats[2]
+        c4 = self.jpu(*feats)[-1] if self.jpu is not None else feats[3]
+        feats.clear()  # C1, C2, raw C4 freed before the head, as PaddleSeg
         logits = [self.head(c4)]
         if self.enable_auxiliary_loss:
             logits.append(self.auxlayer(c3))  # raw C3, as in PaddleSeg

@@ -12,7 +12,8 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import ContextSegModel, fcn_classifier
+from paddleseg_ctx.models.base import (ContextSegModel, attend,
+                                       fcn_classifier)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxISANet', 'ISAHead', 'SelfAttentionBlock']
@@ -120,7 +121,8 @@ class ISAHead(nn.Layer):
 class SelfAttentionBlock(layers.AttentionBlock):
     """Non-local attention (scaled dot product, softmax over keys) as
     PaddleSeg's ISANet builds it: two ConvBNReLUs for query and key each, a
-    biased 1x1 conv for value, then a ConvBNReLU ``output_project``.
+    biased 1x1 conv for value, then a ConvBNReLU ``output_project``.  The
+    attention itself is :func:`attend` (PaddleSeg's, without transposes).
 
     Args:
         channels (int): Input and output channels.
@@ -146,4 +148,7 @@ class SelfAttentionBlock(layers.AttentionBlock):
             channels, channels, 1, bias_attr=False)
 
     def forward(self, x):
-        return self.output_project(super().forward(x, x))
+        context = attend(
+            self.query_project(x), self.key_project(x), self.value_project(x),
+            self.channels**-0.5)
+        return self.output_project(context)

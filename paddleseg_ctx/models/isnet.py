@@ -15,7 +15,8 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import ContextSegModel, fcn_classifier
+from paddleseg_ctx.models.base import (ContextSegModel, attend,
+                                       fcn_classifier)
 from paddleseg_ctx.registry import register
 
 __all__ = [
@@ -241,7 +242,7 @@ class SelfAttentionBlock(layers.AttentionBlock):
     PaddleSeg's ``AttentionBlock`` reshapes the context to ``out_channels``,
     which breaks its own ``with_out`` option when the value width differs; so
     the base is built without it at ``transform_channels`` and the output
-    projection is attached here (the base forward applies ``out_project``).
+    projection is attached here.  The attention is :func:`attend`.
 
     Args:
         key_in_channels (int): Channels of the key/value input.
@@ -269,6 +270,12 @@ class SelfAttentionBlock(layers.AttentionBlock):
             matmul_norm=True,
             with_out=False)
         self.out_project = conv_bn_act(transform_channels, out_channels, 1, act)
+
+    def forward(self, query_feats, key_feats):
+        context = attend(
+            self.query_project(query_feats), self.key_project(key_feats),
+            self.value_project(key_feats), self.channels**-0.5)
+        return self.out_project(context)
 
     def build_project(self, in_channels, channels, num_convs, use_conv_module):
         # Every projection here is conv+BN+act (use_conv_module is True).
