@@ -9,6 +9,7 @@ from paddleseg.transforms import Compose
 from paddleseg.utils import get_image_list, logger, utils
 
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.evaluation import exported
 
 # test_config keys of val that paddleseg.core.predict does not accept.
 _EVAL_ONLY_KEYS = ('aug_eval', 'auc_roc')
@@ -28,6 +29,9 @@ def build_parser():
         '--save_dir',
         default='./output/result',
         help='Output directory. Default: ./output/result.')
+    parser.add_argument(
+        '--backend', default='dygraph', choices=exported.BACKENDS,
+        help=exported.BACKEND_HELP)
     common.add_device(parser, 'prediction')
     common.add_test_aug(parser, 'aug_pred', 'prediction')
     other = parser.add_argument_group('other')
@@ -56,9 +60,16 @@ def main(argv=None):
 
     image_list, image_dir = get_image_list(args.image_path)
     logger.info('The number of images: {}'.format(len(image_list)))
+    model, model_path = builder.model, args.model_path
+    if args.backend != 'dygraph':  # the weights are in the exported program
+        try:
+            model, model_path = exported.load_model(
+                builder, model_path, args.backend, common.load_weights), None
+        except exported.BackendError as err:
+            raise SystemExit('error: {}'.format(err))
     predict(
-        builder.model,
-        model_path=args.model_path,
+        model,
+        model_path=model_path,
         transforms=Compose(builder.val_transforms),
         image_list=image_list,
         image_dir=image_dir,
