@@ -5,23 +5,30 @@ first: a GPU before the CPU, and on each device ONNX Runtime before Paddle
 Inference (faster on CPU for these models; see the README).  Each runner is
 set up in the fastest configuration that gives the dygraph logits on CPU
 (measured on ResNet-50 models at 1x3x512x512): one thread per core, full
-graph optimisation, and for Paddle Inference oneDNN (4-8x its own CPU
-kernels).  Neither backend is imported before it is needed.
+graph optimisation, sequential ONNX Runtime.  oneDNN makes Paddle Inference
+4-8x faster than its own CPU kernels but does not run every program
+correctly on Paddle 3.3.1 (see ``InferenceRunner``); :func:`onednn_works`
+tries it on a program.  Neither backend is imported before it is needed.
 """
 import importlib.metadata
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 
 __all__ = ['BACKENDS', 'DEVICES', 'InferenceRunner', 'OnnxRunner',
-           'create_runner', 'cpu_cores', 'unavailable']
+           'create_runner', 'cpu_cores', 'onednn_works', 'unavailable']
 
 BACKENDS = ('onnxruntime', 'paddle')
 DEVICES = ('gpu', 'cpu')
-# Shapes whose oneDNN primitives Paddle Inference keeps: without a bound it
-# keeps every input size it meets (slide windows, scales, image sizes).
-ONEDNN_CACHE_CAPACITY = 16
+# Input shapes whose oneDNN primitives Paddle Inference keeps.  Each holds
+# about one more copy of the weights (+200 MB per shape for GCNet R50), and
+# unbounded (Paddle's default) it keeps every image size of a data set.  4
+# holds the window sizes of one slide scale (inner, right, bottom, corner),
+# which PaddleSeg's and our protocols run one scale at a time.
+ONEDNN_CACHE_CAPACITY = 4
 
 
 def cpu_cores():
@@ -38,15 +45,18 @@ class InferenceRunner:
         model_file (str): ``model.json`` / ``model.pdmodel``.
         params_file (str): ``model.pdiparams``.
         cpu_threads (int): Math library threads on CPU; None: one per core.
-        enable_mkldnn (bool): oneDNN kernels on CPU (convolutions and
-            what the IR passes fuse into them).
+        enable_mkldnn (bool): oneDNN kernels on CPU.  On Paddle 3.3.1 right
+            for GCNet, ISANet and ISNet (ResNet), but GINet fails
+            ("Broadcast dimension mismatch" after a oneDNN Conv1D) and ISNet's
+            LeakyReLU form crashes (SIGSEGV), with or without IR passes;
+            check a program with :func:`onednn_works`.
         device (str): 'cpu' or 'gpu' (the first visible GPU).
         verbose (bool): Keep Paddle's GLOG messages.
     """
     name = 'paddle'
 
     def __init__(self, model_file, params_file, cpu_threads=None,
-                 enable_mkldnn=True, device='cpu', verbose=False):
+                 enable_mkldnn=False, device='cpu', verbose=False):
         from paddle import inference
         config = inference.Config(model_file, params_file)
         config.switch_ir_optim(True)
@@ -63,8 +73,8 @@ class InferenceRunner:
                 # list-of-double attribute (bilinear_interp's `scale`):
                 # "ConvertPirAttribute2RuntimeAttribute not support
                 # [pir::ArrayAttribute<pir::DoubleAttribute>]".  Without it
-                # the fuse passes still put convolutions (with their BN,
-                # bias, residual add and activation) on oneDNN, the speed-up.
+                # convolutions (with their fused BN, bias, residual add and
+                # activation) still run in oneDNN: the speed-up.
                 config.delete_pass('onednn_placement_pass')
             else:
                 config.disable_mkldnn()
@@ -128,6 +138,26 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: batch})[0]
 
 
+def onednn_works(model_file, params_file):
+    """``(True, None)`` if Paddle Inference gives the same output with oneDNN
+    as without it for this program (on a random input, in a child process),
+    else ``(False, why)``."""
+    # A child process, since oneDNN can fail by crashing; it runs this file
+    # as a script, which imports neither paddleseg nor this package.
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), model_file, params_file],
+        capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return True, None
+    if proc.returncode < 0:
+        return False, 'it crashed (signal {})'.format(-proc.returncode)
+    lines = [line.strip() for line in proc.stderr.splitlines()
+             if line.strip()]
+    errors = [line for line in lines if 'Error: ' in line] or lines
+    return False, errors[-1][:300] if errors else 'exit code {}'.format(
+        proc.returncode)
+
+
 def _paddle_has_gpu():
     # A CPU build says so by its distribution name; importing paddle to ask
     # takes seconds.
@@ -172,7 +202,7 @@ def unavailable(backend, device, deploy):
 
 
 def create_runner(deploy, backend=None, device=None, cpu_threads=None,
-                  enable_mkldnn=True, verbose=False):
+                  enable_mkldnn=False, verbose=False):
     """A runner for ``deploy`` (a DeployConfig).
 
     ``backend`` ('onnxruntime' | 'paddle') and ``device`` ('gpu' | 'cpu')
@@ -201,3 +231,19 @@ def create_runner(deploy, backend=None, device=None, cpu_threads=None,
         reasons.append('{} on {}: {}'.format(b, d, reason))
     raise RuntimeError('Cannot run {}:\n  {}'.format(deploy.path,
                                                      '\n  '.join(reasons)))
+
+
+def _compare_onednn(model_file, params_file):
+    """The child of :func:`onednn_works`: exit 0 if oneDNN gives the plain
+    output, else with the difference."""
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 3, 65, 97))
+    plain = InferenceRunner(model_file, params_file)(x)
+    fast = InferenceRunner(model_file, params_file, enable_mkldnn=True)(x)
+    error = np.abs(fast - plain).max() / max(np.abs(plain).max(), 1e-12)
+    if not error < 1e-4:
+        sys.exit('RuntimeError: its output differs by {:.1e} (relative)'
+                 .format(error))
+
+
+if __name__ == '__main__':
+    _compare_onednn(*sys.argv[1:])

@@ -27,7 +27,7 @@ from paddleseg.utils import logger
 from paddleseg.utils.env import seg_env
 
 from paddleseg_ctx.deploy.backends import (InferenceRunner, OnnxRunner,
-                                           create_runner)
+                                           create_runner, onednn_works)
 from paddleseg_ctx.deploy.config import DeployConfig, find_model_file
 from paddleseg_ctx.deploy.export import export_onnx, save_inference_model
 from paddleseg_ctx.version import __version__
@@ -175,10 +175,11 @@ def load_model(builder, model_path, backend, load_weights, cpu_threads=None,
             runner = OnnxRunner(
                 os.path.join(save_dir, 'model.onnx'), cpu_threads, device)
         else:
+            program = find_model_file(save_dir)
+            params = os.path.join(save_dir, 'model.pdiparams')
             runner = InferenceRunner(
-                find_model_file(save_dir),
-                os.path.join(save_dir, 'model.pdiparams'), cpu_threads,
-                device=device)
+                program, params, cpu_threads,
+                _use_onednn(program, params, device, save_dir), device)
     except Exception as err:  # noqa: BLE001  (said with the cause)
         raise BackendError('{} cannot load the export in {}: {}'.format(
             backend, save_dir, err)) from err
@@ -222,8 +223,11 @@ def _from_export_dir(builder, deploy_yaml, backend, cpu_threads):
             '{} has the fixed input shape {}; evaluation feeds varying sizes: '
             'export again without --input_shape.'.format(
                 deploy_yaml, deploy.input_shape))
+    device = _device()
+    onednn = (backend == 'paddle' and deploy.model is not None and
+              _use_onednn(deploy.model, deploy.params, device))
     try:
-        runner = create_runner(deploy, backend, _device(), cpu_threads)
+        runner = create_runner(deploy, backend, device, cpu_threads, onednn)
         # PaddleSeg's exports may not say their output op: look at one.
         out = runner(np.zeros([1, 3, 33, 47], 'float32'))
     except Exception as err:  # noqa: BLE001  (said with the cause)
@@ -247,6 +251,30 @@ def _config_align_corners(cfg):
     model_class = manager.MODELS[model_cfg['type']]
     parameter = inspect.signature(model_class).parameters.get('align_corners')
     return bool(parameter is not None and parameter.default is True)
+
+
+def _use_onednn(program, params, device, memo_dir=None):
+    """Whether Paddle Inference may use oneDNN for this program on
+    ``device``: only on CPU and where it gives the plain output (the answer
+    is kept in ``memo_dir``)."""
+    if device != 'cpu':
+        return False
+    memo = memo_dir and os.path.join(memo_dir, 'onednn.yaml')
+    if memo and os.path.isfile(memo):
+        with open(memo) as f:
+            works, why = yaml.safe_load(f)
+    else:
+        logger.info('Checking whether oneDNN runs this program correctly...')
+        works, why = onednn_works(program, params)
+        if memo:
+            tmp = '{}.{}.tmp'.format(memo, os.getpid())
+            with open(tmp, 'w') as f:
+                yaml.safe_dump([works, why], f)
+            os.replace(tmp, memo)
+    logger.info('Paddle Inference runs with oneDNN.' if works else
+                'Paddle Inference runs without oneDNN, which fails on this '
+                'program here: {}'.format(why))
+    return works
 
 
 def _device():
