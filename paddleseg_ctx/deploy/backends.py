@@ -6,7 +6,7 @@ Inference (faster on CPU for these models; see the README).  Each runner is
 set up in the fastest configuration that gives the dygraph logits on CPU
 (measured on ResNet-50 models at 1x3x512x512): one thread per core, full
 graph optimisation, sequential ONNX Runtime.  oneDNN makes Paddle Inference
-4-8x faster than its own CPU kernels but does not run every program
+4-5x faster than its own CPU kernels but does not run every program
 correctly on Paddle 3.3.1 (see ``InferenceRunner``); :func:`onednn_works`
 tries it on a program.  Neither backend is imported before it is needed.
 """

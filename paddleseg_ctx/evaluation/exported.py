@@ -34,8 +34,8 @@ from paddleseg_ctx.deploy.config import DeployConfig, find_model_file
 from paddleseg_ctx.deploy.export import export_onnx, save_inference_model
 from paddleseg_ctx.version import __version__
 
-__all__ = ['BACKENDS', 'BACKEND_HELP', 'BackendError', 'ExportedModel', 'ExportedRawModel',
-           'load_model']
+__all__ = ['BACKENDS', 'BACKEND_HELP', 'BackendError', 'ExportedModel',
+           'ExportedRawModel', 'load_model']
 
 BACKENDS = ('dygraph', 'paddle', 'onnxruntime')
 BACKEND_HELP = (
@@ -318,9 +318,9 @@ def _export_to_cache(model, raw, fmt, save_dir):
     if os.path.isdir(save_dir):
         logger.info('Reusing the exported model in {}.'.format(save_dir))
         return save_dir
-    logger.info('Exporting the model for {} to {} (once for these weights)...'
-                .format('ONNX Runtime' if fmt == 'onnx' else 'Paddle Inference',
-                        save_dir))
+    runtime = 'ONNX Runtime' if fmt == 'onnx' else 'Paddle Inference'
+    logger.info('Exporting the model for {} to {} (once for these '
+                'weights)...'.format(runtime, save_dir))
     root = os.path.dirname(save_dir)
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(save_dir) + '.',
@@ -340,8 +340,8 @@ def _export_to_cache(model, raw, fmt, save_dir):
                 raise
     except Exception as err:  # noqa: BLE001  (said with the cause)
         raise BackendError(
-            'Could not export the model for {}: {}: {}. Use --backend dygraph, '
-            'or export it yourself (python -m paddleseg_ctx.export '
+            'Could not export the model for {}: {}: {}. Use --backend '
+            'dygraph, or export it yourself (python -m paddleseg_ctx.export '
             '--output_op none) and pass that directory as --model_path.'
             .format(fmt, type(err).__name__, err)) from err
     finally:
