@@ -29,6 +29,7 @@ from paddleseg_ctx.datasets.synthetic import make_synthetic_dataset
 from paddleseg_ctx.deploy import (DeployConfig, InferenceRunner, OnnxRunner,
                                   export_model, export_onnx,
                                   save_inference_model)
+from paddleseg_ctx.deploy.backends import onednn_works
 from paddleseg_ctx.deploy.config import Compose, restore
 from paddleseg_ctx.deploy.visualize import color_map, palette_png
 from paddleseg_ctx.backbones import ResNet18_v1c
@@ -128,7 +129,8 @@ def exported(request, tmp_path_factory):
     deploy_yaml = export_model(model, str(save_dir), NORMALIZE, 'both',
                                output_op='none')
     return types.SimpleNamespace(model=model, dir=save_dir,
-                                 config=DeployConfig(deploy_yaml))
+                                 config=DeployConfig(deploy_yaml),
+                                 family=request.param)
 
 
 def test_exported_logits_match_dygraph(exported):
@@ -143,6 +145,25 @@ def test_exported_logits_match_dygraph(exported):
         for runner in runners:
             assert_logits_close(runner(x), expected, rtol=1e-4,
                                 what='{} {}'.format(runner.name, shape))
+
+
+# Where Paddle 3.3.1's oneDNN fails (InferenceRunner's docstring).
+ONEDNN_FAILS = {'ginet', 'isnet_lip'}
+
+
+def test_onednn_where_it_works(exported):
+    """oneDNN is either refused by onednn_works or gives the dygraph
+    logits; only the families known to fail may be refused."""
+    config = exported.config
+    works, why = onednn_works(config.model, config.params)
+    if not works:
+        assert exported.family in ONEDNN_FAILS, why
+        return
+    runner = InferenceRunner(config.model, config.params, enable_mkldnn=True)
+    x = np.random.RandomState(2).uniform(-1, 1, (1, 3, 97, 129))
+    with paddle.no_grad():
+        expected = exported.model(paddle.to_tensor(x, 'float32'))[0].numpy()
+    assert_logits_close(runner(x), expected, rtol=1e-4, what='oneDNN')
 
 
 @pytest.mark.parametrize('backend', ['paddle', 'onnxruntime'])

@@ -215,13 +215,13 @@ def merge_test_config(cfg, args, switch):
 
 
 @contextlib.contextmanager
-def strict_entire_model_loading():
+def entire_model_loading(loader):
     """Within the block, PaddleSeg's ``load_entire_model`` (which
-    ``paddleseg.core.predict`` calls on ``--model_path``) is
+    ``paddleseg.core.predict`` calls on ``--model_path``) is ``loader``, e.g.
     :func:`load_weights`: strict, and loaded once, instead of skipping
     mismatched tensors with a warning."""
     original = paddleseg_utils.load_entire_model
-    paddleseg_utils.load_entire_model = load_weights
+    paddleseg_utils.load_entire_model = loader
     try:
         yield
     finally:

@@ -13,6 +13,7 @@ from paddleseg.utils import get_image_list, logger, utils
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.datasets.checks import CheckedCompose
 from paddleseg_ctx.errors import run
+from paddleseg_ctx.evaluation import exported
 
 # test_config keys of val that paddleseg.core.predict does not accept.
 _EVAL_ONLY_KEYS = ('aug_eval', 'auc_roc')
@@ -32,6 +33,9 @@ def build_parser():
         '--save_dir',
         default='./output/result',
         help='Output directory. Default: ./output/result.')
+    parser.add_argument(
+        '--backend', default='dygraph', choices=exported.BACKENDS,
+        help=exported.BACKEND_HELP)
     common.add_device(parser, 'prediction')
     common.add_test_aug(parser, 'aug_pred', 'prediction')
     other = parser.add_argument_group('other')
@@ -63,18 +67,27 @@ def main(argv=None):
     except (OSError, RuntimeError) as err:  # e.g. a directory without images
         parser.error('--image_path {}: {}'.format(args.image_path, err))
     logger.info('The number of images: {}'.format(len(image_list)))
+    model, load = builder.model, common.load_weights
+    if args.backend != 'dygraph':
+        model = exported.load_model(builder, args.model_path, args.backend,
+                                    common.load_weights)
+        load = _weights_in_program
     # Each image is checked as it is read: a file that is no image ends the
     # run with its name (PaddleSeg's reader fails with an AttributeError).
     transforms = CheckedCompose(Compose(builder.val_transforms), '--image_path')
-    with common.strict_entire_model_loading():
+    with common.entire_model_loading(load):
         predict(
-            builder.model,
+            model,
             model_path=args.model_path,
             transforms=transforms,
             image_list=image_list,
             image_dir=image_dir,
             save_dir=args.save_dir,
             **test_config)
+
+
+def _weights_in_program(model, model_path):
+    """The exported program already holds ``--model_path``'s weights."""
 
 
 if __name__ == '__main__':

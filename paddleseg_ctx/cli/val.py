@@ -20,6 +20,7 @@ from paddleseg.utils import logger, utils
 from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.errors import run
+from paddleseg_ctx.evaluation import exported
 from paddleseg_ctx.zoo import ZOO_FILE, ZooError, find_entry
 
 # PaddleSeg's own test-time flags, which --protocol replaces.
@@ -41,6 +42,9 @@ def build_parser():
         'configs/model_zoo.yml (PaddleSeg, mmsegmentation or '
         'sssegmentation protocol). Replaces the augmentation and '
         'sliding-window flags.')
+    parser.add_argument(
+        '--backend', default='dygraph', choices=exported.BACKENDS,
+        help=exported.BACKEND_HELP)
     common.add_num_workers(parser)
     common.add_device(parser, 'evaluation')
     common.add_test_aug(parser, 'aug_eval', 'evaluation')
@@ -69,8 +73,8 @@ def main(argv=None, zoo_file=ZOO_FILE):
     utils.set_device(args.device)
     common.apply_data_format(cfg, args.data_format)
 
-    model = builder.model
-    common.load_weights(model, args.model_path)
+    model = exported.load_model(builder, args.model_path, args.backend,
+                                common.load_weights)
     if entry is None:
         test_config = common.merge_test_config(cfg, args, 'aug_eval')
         if args.auc_roc:  # PaddleSeg 2.8 parses --auc_roc but never uses it

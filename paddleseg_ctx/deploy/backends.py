@@ -2,22 +2,40 @@
 
 :func:`create_runner` picks what an exported model can run on here, fastest
 first: a GPU before the CPU, and on each device ONNX Runtime before Paddle
-Inference (faster on CPU for these models; see the README).
-Paddle Inference is configured around two Paddle 3.x failures of PaddleSeg's
-``deploy/python/infer.py``: no ``enable_memory_optim()`` and, on CPU, oneDNN
-off unless asked for.  Neither backend is imported before it is needed.
+Inference (faster on CPU for these models; see the README).  Each runner is
+set up in the fastest configuration that gives the dygraph logits on CPU
+(measured on ResNet-50 models at 1x3x512x512): one thread per core, full
+graph optimisation, sequential ONNX Runtime.  oneDNN makes Paddle Inference
+4-5x faster than its own CPU kernels but does not run every program
+correctly on Paddle 3.3.1 (see ``InferenceRunner``); :func:`onednn_works`
+tries it on a program.  Neither backend is imported before it is needed.
 """
 import importlib.metadata
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 
 __all__ = ['BACKENDS', 'DEVICES', 'InferenceRunner', 'OnnxRunner',
-           'create_runner', 'unavailable']
+           'create_runner', 'cpu_cores', 'onednn_works', 'unavailable']
 
 BACKENDS = ('onnxruntime', 'paddle')
 DEVICES = ('gpu', 'cpu')
+# Input shapes whose oneDNN primitives Paddle Inference keeps.  Each holds
+# about one more copy of the weights (+200 MB per shape for GCNet R50), and
+# unbounded (Paddle's default) it keeps every image size of a data set.  4
+# holds the window sizes of one slide scale (inner, right, bottom, corner),
+# which PaddleSeg's and our protocols run one scale at a time.
+ONEDNN_CACHE_CAPACITY = 4
+
+
+def cpu_cores():
+    """CPU cores this process may run on (the default number of threads)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class InferenceRunner:
@@ -26,26 +44,38 @@ class InferenceRunner:
     Args:
         model_file (str): ``model.json`` / ``model.pdmodel``.
         params_file (str): ``model.pdiparams``.
-        cpu_threads (int): Math library threads on CPU.
-        enable_mkldnn (bool): oneDNN kernels on CPU.  Paddle 3.3.1's oneDNN
-            rejects every bilinear resize of a PIR program
-            (``ConvertPirAttribute2RuntimeAttribute not support``).
+        cpu_threads (int): Math library threads on CPU; None: one per core.
+        enable_mkldnn (bool): oneDNN kernels on CPU.  On Paddle 3.3.1 right
+            for GCNet, ISANet and ISNet (ResNet), but GINet fails
+            ("Broadcast dimension mismatch" after a oneDNN Conv1D) and ISNet's
+            LeakyReLU form crashes (SIGSEGV), with or without IR passes;
+            check a program with :func:`onednn_works`.
         device (str): 'cpu' or 'gpu' (the first visible GPU).
         verbose (bool): Keep Paddle's GLOG messages.
     """
     name = 'paddle'
 
-    def __init__(self, model_file, params_file, cpu_threads=1,
+    def __init__(self, model_file, params_file, cpu_threads=None,
                  enable_mkldnn=False, device='cpu', verbose=False):
         from paddle import inference
         config = inference.Config(model_file, params_file)
+        config.switch_ir_optim(True)
         if device == 'gpu':
             config.enable_use_gpu(256, 0)  # initial memory pool in MB, GPU id
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(cpu_threads)
+            config.set_cpu_math_library_num_threads(cpu_threads or cpu_cores())
             if enable_mkldnn:
                 config.enable_mkldnn()
+                config.set_mkldnn_cache_capacity(ONEDNN_CACHE_CAPACITY)
+                # The placement pass moves every op with a oneDNN kernel to
+                # oneDNN, but Paddle 3.3's oneDNN executor cannot take a
+                # list-of-double attribute (bilinear_interp's `scale`):
+                # "ConvertPirAttribute2RuntimeAttribute not support
+                # [pir::ArrayAttribute<pir::DoubleAttribute>]".  Without it
+                # convolutions (with their fused BN, bias, residual add and
+                # activation) still run in oneDNN: the speed-up.
+                config.delete_pass('onednn_placement_pass')
             else:
                 config.disable_mkldnn()
         # No config.enable_memory_optim(): on Paddle 3.x create_predictor then
@@ -72,15 +102,20 @@ class OnnxRunner:
 
     Args:
         onnx_file (str): ``model.onnx``.
-        cpu_threads (int): Intra-op threads on CPU.
+        cpu_threads (int): Intra-op threads on CPU; None: one per core.
         device (str): 'cpu', or 'gpu' for the CUDA provider (onnxruntime-gpu).
     """
     name = 'onnxruntime'
 
-    def __init__(self, onnx_file, cpu_threads=1, device='cpu'):
+    def __init__(self, onnx_file, cpu_threads=None, device='cpu'):
         import onnxruntime
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = cpu_threads
+        options.intra_op_num_threads = cpu_threads or cpu_cores()
+        # One op at a time, each on all threads: parallel op execution was
+        # slower for these chain-shaped networks.
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = (
+            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
         # paddle2onnx leaves unused initializers; skip a warning for each.
         options.log_severity_level = 3
         providers = ['CPUExecutionProvider']
@@ -101,6 +136,26 @@ class OnnxRunner:
         """``batch``: float32 [N, 3, H, W]; returns the first output."""
         batch = np.ascontiguousarray(batch, dtype='float32')
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+def onednn_works(model_file, params_file):
+    """``(True, None)`` if Paddle Inference gives the same output with oneDNN
+    as without it for this program (on a random input, in a child process),
+    else ``(False, why)``."""
+    # A child process, since oneDNN can fail by crashing; it runs this file
+    # as a script, which imports neither paddleseg nor this package.
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), model_file, params_file],
+        capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return True, None
+    if proc.returncode < 0:
+        return False, 'it crashed (signal {})'.format(-proc.returncode)
+    lines = [line.strip() for line in proc.stderr.splitlines()
+             if line.strip()]
+    errors = [line for line in lines if 'Error: ' in line] or lines
+    return False, errors[-1][:300] if errors else 'exit code {}'.format(
+        proc.returncode)
 
 
 def _paddle_has_gpu():
@@ -146,7 +201,7 @@ def unavailable(backend, device, deploy):
     return None
 
 
-def create_runner(deploy, backend=None, device=None, cpu_threads=1,
+def create_runner(deploy, backend=None, device=None, cpu_threads=None,
                   enable_mkldnn=False, verbose=False):
     """A runner for ``deploy`` (a DeployConfig).
 
@@ -176,3 +231,19 @@ def create_runner(deploy, backend=None, device=None, cpu_threads=1,
         reasons.append('{} on {}: {}'.format(b, d, reason))
     raise RuntimeError('Cannot run {}:\n  {}'.format(deploy.path,
                                                      '\n  '.join(reasons)))
+
+
+def _compare_onednn(model_file, params_file):
+    """The child of :func:`onednn_works`: exit 0 if oneDNN gives the plain
+    output, else with the difference."""
+    x = np.random.RandomState(0).uniform(-1, 1, (1, 3, 65, 97))
+    plain = InferenceRunner(model_file, params_file)(x)
+    fast = InferenceRunner(model_file, params_file, enable_mkldnn=True)(x)
+    error = np.abs(fast - plain).max() / max(np.abs(plain).max(), 1e-12)
+    if not error < 1e-4:
+        sys.exit('RuntimeError: its output differs by {:.1e} (relative)'
+                 .format(error))
+
+
+if __name__ == '__main__':
+    _compare_onednn(*sys.argv[1:])

@@ -1,0 +1,350 @@
+"""``--backend`` of val and predict: the network in Paddle Inference or ONNX
+Runtime, everything around it unchanged.
+
+An :class:`ExportedModel` takes the dygraph model's place, so PaddleSeg's
+evaluate and predict and the mmseg/ssseg protocols (test-time resize, slide
+windows, scales, flips, merge) run the same code for every backend.  The
+program is either an export directory given as ``--model_path`` (logits,
+``--output_op none``, dynamic input shape), or the config's model with its
+weights, exported on first use into ``<SEG_HOME>/exported/<key>`` (default
+``~/.paddleseg``), the key hashing the model config, the weights and the
+model's source code, so that later runs reuse it.  On CPU, Paddle Inference
+uses oneDNN when a check in a child process finds that it gives the plain
+output for the program (not for every model on Paddle 3.3.1).
+"""
+import hashlib
+import importlib.util
+import inspect
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import yaml
+from paddleseg.cvlibs import manager
+from paddleseg.utils import logger
+from paddleseg.utils.env import seg_env
+
+from paddleseg_ctx.deploy.backends import (InferenceRunner, OnnxRunner,
+                                           create_runner, onednn_works)
+from paddleseg_ctx.deploy.config import DeployConfig, find_model_file
+from paddleseg_ctx.deploy.export import export_onnx, save_inference_model
+from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.version import __version__
+
+__all__ = ['BACKENDS', 'BACKEND_HELP', 'BackendError', 'ExportedModel',
+           'ExportedRawModel', 'load_model']
+
+BACKENDS = ('dygraph', 'paddle', 'onnxruntime')
+BACKEND_HELP = (
+    'What runs the network: dygraph (Paddle, the default), paddle (Paddle '
+    'Inference) or onnxruntime (ONNX Runtime, the fastest on CPU), on the '
+    'model exported once into <SEG_HOME>/exported (or an export directory '
+    'as --model_path); every protocol step around it is unchanged.')
+# What exporting for a backend needs besides paddle: (module, pip package).
+_NEEDS = {
+    'onnxruntime': (('onnxruntime', 'onnxruntime'),
+                    ('paddle2onnx', 'paddle2onnx==2.1.0'), ('onnx', 'onnx')),
+    'paddle': (),
+}
+
+
+class BackendError(UserError):
+    """The model cannot run on the chosen backend; the message says why and
+    what to do."""
+
+
+class ExportedModel(paddle.nn.Layer):
+    """An exported program in the place of a segmentation model.
+
+    ``model(x)`` is ``[logits]`` at the input size, a Tensor, for a float32
+    ``[N, 3, H, W]`` Tensor or array ``x`` (any N, H, W).
+
+    Args:
+        runner: ``InferenceRunner`` or ``OnnxRunner`` of logits.
+        align_corners (bool): The model's ``align_corners`` (protocols resize
+            its logits with it).
+    """
+
+    def __init__(self, runner, align_corners):
+        super().__init__()
+        self.runner = runner
+        self.align_corners = align_corners
+
+    def _run(self, x):
+        return paddle.to_tensor(
+            self.runner(x.numpy() if isinstance(x, paddle.Tensor) else x))
+
+    def forward(self, x):
+        return [self._run(x)]
+
+
+class ExportedRawModel(ExportedModel):
+    """An exported ``model.raw_logits`` (logits at feature resolution):
+    ``raw_logits(x)`` for protocols that resize them once, and ``model(x)``
+    resized to the input as ``ContextSegModel.forward`` does, so one program
+    serves both.
+
+    Args:
+        align_mode (int): The model's ``align_mode``.
+    """
+
+    def __init__(self, runner, align_corners, align_mode):
+        super().__init__(runner, align_corners)
+        self.align_mode = align_mode
+
+    def raw_logits(self, x):
+        return [self._run(x)]
+
+    def forward(self, x):
+        return [
+            F.interpolate(
+                self._run(x),
+                x.shape[2:],
+                mode='bilinear',
+                align_corners=self.align_corners,
+                align_mode=self.align_mode)
+        ]
+
+
+class _RawLogits(paddle.nn.Layer):
+    """``model.raw_logits`` as a forward, for export."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.raw_logits(x)
+
+
+def load_model(builder, model_path, backend, load_weights, cpu_threads=None,
+               cache_dir=None):
+    """The model val and predict run.
+
+    Args:
+        builder (SegBuilder): Of ``--config``.
+        model_path (str|None): ``--model_path``: weights, or (not with
+            dygraph) an export directory or its ``deploy.yaml``.
+        backend (str): One of :data:`BACKENDS`.
+        load_weights: ``load_weights(model, model_path)`` loads the weights.
+        cpu_threads (int|None): Backend threads on CPU; None: one per core.
+        cache_dir (str|None): Export cache; None:
+            ``<SEG_HOME>/exported``.
+
+    Returns:
+        ``builder.model`` with the weights (dygraph), else an
+        :class:`ExportedModel`.
+
+    Raises:
+        BackendError: The backend is not installed, the export failed, or
+            the export directory does not fit.
+    """
+    if backend not in BACKENDS:
+        raise BackendError('--backend must be one of {}, got {!r}.'.format(
+            ', '.join(BACKENDS), backend))
+    deploy_yaml = _deploy_yaml(model_path)
+    if deploy_yaml and backend == 'dygraph':
+        raise BackendError(
+            '--model_path {} is an exported model; run it with --backend '
+            'paddle or onnxruntime, or give the trained .pdparams for '
+            'dygraph.'.format(model_path))
+    if deploy_yaml:
+        return _from_export_dir(builder, deploy_yaml, backend, cpu_threads)
+    model = builder.model
+    load_weights(model, model_path)
+    if backend == 'dygraph':
+        return model
+    for module, package in _NEEDS[backend]:
+        if importlib.util.find_spec(module) is None:
+            raise BackendError(
+                '--backend {} needs {}, which is not installed (pip install '
+                '{}); or use --backend paddle or dygraph.'.format(
+                    backend, module, package))
+    if getattr(model, 'data_format', 'NCHW') != 'NCHW':
+        raise BackendError('--backend {} runs NCHW models only; drop '
+                           '--data_format NHWC.'.format(backend))
+    raw = hasattr(model, 'raw_logits')
+    fmt = 'onnx' if backend == 'onnxruntime' else 'paddle'
+    key = _cache_key(model, builder.config.model_cfg, fmt, raw)
+    save_dir = _export_to_cache(model, raw, fmt,
+                                os.path.join(cache_dir or _cache_root(), key))
+    device = _device()
+    try:
+        if fmt == 'onnx':
+            runner = OnnxRunner(
+                os.path.join(save_dir, 'model.onnx'), cpu_threads, device)
+        else:
+            program = find_model_file(save_dir)
+            params = os.path.join(save_dir, 'model.pdiparams')
+            runner = InferenceRunner(
+                program, params, cpu_threads,
+                _use_onednn(program, params, device, save_dir), device)
+    except Exception as err:  # noqa: BLE001  (said with the cause)
+        raise BackendError('{} cannot load the export in {}: {}'.format(
+            backend, save_dir, err)) from err
+    align_corners = bool(getattr(model, 'align_corners', False))
+    if raw:
+        return ExportedRawModel(runner, align_corners,
+                                getattr(model, 'align_mode', 0))
+    return ExportedModel(runner, align_corners)
+
+
+def _deploy_yaml(model_path):
+    """``deploy.yaml`` of an export directory ``model_path`` (or the file
+    itself), None for weights."""
+    if not model_path or '://' in model_path:
+        return None
+    if os.path.isdir(model_path):
+        path = os.path.join(model_path, 'deploy.yaml')
+        if not os.path.isfile(path):
+            raise BackendError(
+                '--model_path {} is a directory without deploy.yaml; give a '
+                '.pdparams file or a directory written by python -m '
+                'paddleseg_ctx.export.'.format(model_path))
+        return path
+    return model_path if model_path.endswith(('.yml', '.yaml')) else None
+
+
+def _from_export_dir(builder, deploy_yaml, backend, cpu_threads):
+    try:
+        deploy = DeployConfig(deploy_yaml)
+        with open(deploy_yaml) as f:
+            output_op = yaml.safe_load(f)['Deploy'].get('output_op', 'none')
+    except (ValueError, OSError) as err:
+        raise BackendError(str(err)) from err
+    if output_op != 'none':
+        raise BackendError(
+            '{} was exported with --output_op {}; evaluation needs the '
+            'logits: export again with --output_op none.'.format(
+                deploy_yaml, output_op))
+    if any(d is not None for d in deploy.input_shape[2:]):
+        raise BackendError(
+            '{} has the fixed input shape {}; evaluation feeds varying sizes: '
+            'export again without --input_shape.'.format(
+                deploy_yaml, deploy.input_shape))
+    device = _device()
+    onednn = (backend == 'paddle' and deploy.model is not None and
+              _use_onednn(deploy.model, deploy.params, device))
+    try:
+        runner = create_runner(deploy, backend, device, cpu_threads, onednn)
+        # PaddleSeg's exports may not say their output op: look at one.
+        out = runner(np.zeros([1, 3, 33, 47], 'float32'))
+    except Exception as err:  # noqa: BLE001  (said with the cause)
+        raise BackendError('{} cannot run {}: {}'.format(
+            backend, deploy_yaml, err)) from err
+    if out.ndim != 4 or out.dtype.kind != 'f':
+        raise BackendError(
+            '{} returns {} {} instead of [N, C, H, W] logits; export again '
+            'with --output_op none.'.format(deploy_yaml, out.dtype,
+                                            list(out.shape)))
+    logger.info('Running {} in {}.'.format(deploy_yaml, backend))
+    return ExportedModel(runner, _config_align_corners(builder.config))
+
+
+def _config_align_corners(cfg):
+    """``align_corners`` of the config's model without building it: the
+    config's value, else the model class's default."""
+    model_cfg = cfg.model_cfg
+    if 'align_corners' in model_cfg:
+        return bool(model_cfg['align_corners'])
+    model_class = manager.MODELS[model_cfg['type']]
+    parameter = inspect.signature(model_class).parameters.get('align_corners')
+    return bool(parameter is not None and parameter.default is True)
+
+
+def _use_onednn(program, params, device, memo_dir=None):
+    """Whether Paddle Inference may use oneDNN for this program on
+    ``device``: only on CPU and where it gives the plain output (the answer
+    is kept in ``memo_dir``)."""
+    if device != 'cpu':
+        return False
+    memo = memo_dir and os.path.join(memo_dir, 'onednn.yaml')
+    if memo and os.path.isfile(memo):
+        with open(memo) as f:
+            works, why = yaml.safe_load(f)
+    else:
+        logger.info('Checking whether oneDNN runs this program correctly...')
+        works, why = onednn_works(program, params)
+        if memo:
+            tmp = '{}.{}.tmp'.format(memo, os.getpid())
+            with open(tmp, 'w') as f:
+                yaml.safe_dump([works, why], f)
+            os.replace(tmp, memo)
+    logger.info('Paddle Inference runs with oneDNN.' if works else
+                'Paddle Inference runs without oneDNN, which fails on this '
+                'program here: {}'.format(why))
+    return works
+
+
+def _device():
+    return 'gpu' if paddle.get_device().startswith('gpu') else 'cpu'
+
+
+def _cache_root():
+    return os.path.join(seg_env.SEG_HOME, 'exported')
+
+
+def _cache_key(model, model_cfg, fmt, raw):
+    """Hash of what decides the exported program: the model config, the
+    weights, the source files of the model's layers, and the versions."""
+    digest = hashlib.sha256()
+    digest.update(yaml.safe_dump({
+        'model': model_cfg,
+        'format': fmt,
+        'raw_logits': raw,
+        'paddle': paddle.__version__,
+        'paddleseg_ctx': __version__,
+    }, sort_keys=True).encode())
+    modules = sorted({type(layer).__module__
+                      for layer in model.sublayers(include_self=True)})
+    for name in modules:
+        source = getattr(sys.modules.get(name), '__file__', None)
+        if source and os.path.isfile(source):
+            with open(source, 'rb') as f:
+                digest.update(f.read())
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def _export_to_cache(model, raw, fmt, save_dir):
+    """Export ``model`` (its ``raw_logits`` with ``raw``) to ``save_dir``
+    unless it is there; written in a temporary directory renamed into
+    place, so ``save_dir`` is complete or absent."""
+    if os.path.isdir(save_dir):
+        logger.info('Reusing the exported model in {}.'.format(save_dir))
+        return save_dir
+    runtime = 'ONNX Runtime' if fmt == 'onnx' else 'Paddle Inference'
+    logger.info('Exporting the model for {} to {} (once for these '
+                'weights)...'.format(runtime, save_dir))
+    root = os.path.dirname(save_dir)
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(save_dir) + '.',
+                           suffix='.tmp', dir=root)
+    try:
+        program, params = save_inference_model(
+            _RawLogits(model) if raw else model, tmp, output_op='none')
+        if fmt == 'onnx':
+            export_onnx(program, params, os.path.join(tmp, 'model.onnx'))
+            for path in os.listdir(tmp):
+                if not path.endswith('.onnx'):
+                    os.remove(os.path.join(tmp, path))
+        try:
+            os.replace(tmp, save_dir)
+        except OSError:
+            if not os.path.isdir(save_dir):  # else another run was first
+                raise
+    except Exception as err:  # noqa: BLE001  (said with the cause)
+        raise BackendError(
+            'Could not export the model for {}: {}: {}. Use --backend '
+            'dygraph, or export it yourself (python -m paddleseg_ctx.export '
+            '--output_op none) and pass that directory as --model_path.'
+            .format(fmt, type(err).__name__, err)) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return save_dir

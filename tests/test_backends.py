@@ -1,0 +1,209 @@
+"""``val`` and ``predict`` with ``--backend paddle|onnxruntime``
+(paddleseg_ctx.evaluation.exported) against ``--backend dygraph``.
+
+A GCNet (ResNet-18, OS8) with random weights on a generated data set of odd
+size: every protocol must give the dygraph mIoU and class IoUs to 1e-4 and
+predict the same label PNGs; the export is cached and reused; missing
+packages and failed exports end the command with a message.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from cli_utils import (load_model, make_data, save_random_weights,
+                       write_config)
+from paddleseg_ctx.cli import predict, val
+from paddleseg_ctx.deploy import export_model
+from paddleseg_ctx.evaluation import exported
+
+pytest.importorskip('paddle2onnx')
+pytest.importorskip('onnxruntime')
+
+SIZE = (71, 53)  # (w, h), not multiples of 8
+MODEL = {
+    'type': 'CtxGCNet',
+    'backbone': {'type': 'ResNet18_vd', 'output_stride': 8},
+    'gc_channels': 32,
+}
+# PaddleSeg's flags: slide windows over 3 scales, each also flipped.
+PADDLESEG_AUG = ['--aug_eval', '--scales', '0.75', '1.25',
+                 '--flip_horizontal', '--is_slide', '--crop_size', '53',
+                 '41', '--stride', '37', '29']
+ZOO_ROWS = {
+    # ssseg: one resize of the feature-resolution logits (raw_logits), then
+    # for ms_flip slide windows, probabilities averaged.
+    'ssseg': {'test_resize': 'fit', 'img_scale': [64, 48], 'mode': 'whole',
+              'ms_scales': [0.5, 1.0], 'merge': 'logits', 'miou': 'nanmean',
+              'tta': {'mode': 'slide', 'slide_crop_size': [40, 30],
+                      'slide_stride': [30, 22], 'merge': 'probs'}},
+    # mmseg: slide, the small windows of the 0.5 scale zero-padded.
+    'mmseg': {'test_resize': 'fit', 'img_scale': [69, 41], 'mode': 'slide',
+              'slide_crop_size': [33, 33], 'slide_stride': [21, 21],
+              'slide_pad': True, 'ms_scales': [0.5, 1.0], 'merge': 'probs',
+              'miou': 'nanmean'},
+}
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('backends')
+    data = make_data(root / 'data', num_train=1, num_val=3, size=SIZE)
+    (root / 'configs').mkdir()
+    configs, entries = {}, []
+    for source, row in ZOO_ROWS.items():
+        name = 'configs/gcnet_{}.yml'.format(source)
+        configs[source] = write_config(root / name, data, model=MODEL)
+        entries.append({
+            'config': name, 'model': 'GCNet', 'source': source,
+            'backbone': 'ResNet18_vd', 'dataset': 'cityscapes',
+            'crop_size': [32, 32], 'iters': 1, 'gpus': None,
+            'batch_size_per_gpu': 1, 'weights': 'https://example.com/w.pth',
+            'published': {'miou': 50.0, 'miou_flip': None,
+                          'miou_ms_flip': 51.0},
+            'eval': row,
+        })
+    zoo = root / 'configs' / 'model_zoo.yml'
+    zoo.write_text(yaml.safe_dump(entries))
+    config = configs['ssseg']
+    weights = save_random_weights(config, root / 'gcnet.pdparams')
+    return dict(root=root, data=data, config=config, configs=configs,
+                zoo=str(zoo), weights=weights)
+
+
+@pytest.fixture(autouse=True)
+def cache(setup, monkeypatch):
+    """Every test exports into the module's own cache directory."""
+    path = str(setup['root'] / 'cache')
+    monkeypatch.setattr(exported, '_cache_root', lambda: path)
+    return path
+
+
+def run_val(setup, backend, *flags, config=None, model_path=None):
+    """``(mIoU, class IoU)`` of ``python -m paddleseg_ctx.val``."""
+    result = val.main(
+        ['--config', config or setup['config'], '--model_path',
+         model_path or setup['weights'], '--device', 'cpu', '--backend',
+         backend] + list(flags), zoo_file=setup['zoo'])
+    return result[0], np.asarray(result[2])
+
+
+def assert_same_miou(actual, expected, what):
+    np.testing.assert_allclose(actual[0], expected[0], atol=1e-4, err_msg=what)
+    np.testing.assert_allclose(actual[1], expected[1], atol=1e-4, err_msg=what)
+
+
+# (config key, flags): whole image; PaddleSeg's slide + ms + flip; the
+# ssseg whole-image column (raw logits resized once) and ms+flip slide
+# column; mmseg's padded slide ms+flip column.
+PROTOCOLS = {
+    'whole': ('ssseg', []),
+    'paddleseg_slide_ms_flip': ('ssseg', PADDLESEG_AUG),
+    'ssseg_single': ('ssseg', ['--protocol', 'single']),
+    'ssseg_ms_flip': ('ssseg', ['--protocol', 'ms_flip']),
+    'mmseg_ms_flip': ('mmseg', ['--protocol', 'ms_flip']),
+}
+
+
+@pytest.fixture(scope='module')
+def dygraph(setup):
+    """The dygraph result of each of :data:`PROTOCOLS`, run once."""
+    return {name: run_val(setup, 'dygraph', *flags,
+                          config=setup['configs'][source])
+            for name, (source, flags) in PROTOCOLS.items()}
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'paddle'])
+def test_val_gives_the_dygraph_miou(setup, dygraph, backend):
+    for name, (source, flags) in PROTOCOLS.items():
+        actual = run_val(setup, backend, *flags,
+                         config=setup['configs'][source])
+        assert_same_miou(actual, dygraph[name], '{} {}'.format(backend, name))
+
+
+def test_val_runs_an_export_directory(setup, dygraph, tmp_path):
+    model = load_model(setup['config'], setup['weights'])
+    export_model(model, str(tmp_path), [{'type': 'Normalize'}], 'both',
+                 output_op='none')
+    for backend, name in (('onnxruntime', 'mmseg_ms_flip'),
+                          ('paddle', 'whole')):
+        source, flags = PROTOCOLS[name]
+        actual = run_val(setup, backend, *flags,
+                         config=setup['configs'][source],
+                         model_path=str(tmp_path))
+        assert_same_miou(actual, dygraph[name], '{} {}'.format(backend, name))
+
+
+def test_predict_writes_the_dygraph_label_maps(setup, tmp_path):
+    image_dir = os.path.join(setup['data']['dataset_root'], 'images')
+    labels = {}
+    for backend in ('dygraph', 'onnxruntime', 'paddle'):
+        save_dir = tmp_path / backend
+        predict.main(['--config', setup['config'], '--model_path',
+                      setup['weights'], '--image_path', image_dir,
+                      '--save_dir', str(save_dir), '--device', 'cpu',
+                      '--backend', backend, '--aug_pred',
+                      '--flip_horizontal'])
+        pngs = sorted((save_dir / 'pseudo_color_prediction').rglob('*.png'))
+        assert len(pngs) == 4  # 1 train + 3 val images
+        labels[backend] = [np.array(Image.open(p)) for p in pngs]
+    for backend in ('onnxruntime', 'paddle'):
+        for actual, expected in zip(labels[backend], labels['dygraph']):
+            # Random weights: allow a rare near tie to go the other way.
+            assert np.mean(actual != expected) < 1e-3, backend
+
+
+def test_the_export_is_reused(setup, cache, monkeypatch, capsys):
+    run_val(setup, 'onnxruntime')
+    entries = os.listdir(cache)
+    capsys.readouterr()
+
+    def no_export(*args, **kwargs):
+        raise AssertionError('exported again')
+
+    monkeypatch.setattr(exported, 'save_inference_model', no_export)
+    run_val(setup, 'onnxruntime')
+    assert os.listdir(cache) == entries
+    assert 'Reusing the exported model in' in capsys.readouterr().out
+    # Other weights are another export.
+    other = save_random_weights(setup['config'],
+                                setup['root'] / 'other.pdparams', seed=1)
+    with pytest.raises(exported.BackendError, match='exported again'):
+        run_val(setup, 'onnxruntime', model_path=other)
+
+
+@pytest.mark.parametrize('module', ['onnxruntime', 'paddle2onnx'])
+def test_missing_package_is_one_message(setup, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails
+    with pytest.raises(exported.BackendError) as error:
+        run_val(setup, 'onnxruntime')
+    message = str(error.value)
+    assert message.startswith('--backend onnxruntime needs ' + module)
+    assert 'pip install ' + module in message
+
+
+def test_failed_export_is_one_message_and_leaves_no_files(setup, cache,
+                                                          monkeypatch):
+    def fail(*args, **kwargs):
+        raise ValueError('op foo has no converter')
+
+    monkeypatch.setattr(exported, 'export_onnx', fail)
+    entries = set(os.listdir(cache)) if os.path.isdir(cache) else set()
+    other = save_random_weights(setup['config'],
+                                setup['root'] / 'third.pdparams', seed=2)
+    with pytest.raises(exported.BackendError) as error:
+        run_val(setup, 'onnxruntime', model_path=other)
+    assert str(error.value).startswith(
+        'Could not export the model for onnx: ValueError: op foo has '
+        'no converter. Use --backend dygraph')
+    assert set(os.listdir(cache)) == entries
+
+
+def test_dygraph_refuses_an_export_directory(setup, tmp_path):
+    (tmp_path / 'deploy.yaml').write_text('Deploy: {onnx: model.onnx}\n')
+    with pytest.raises(exported.BackendError, match='is an exported model; run it with '
+                       '--backend paddle or onnxruntime'):
+        run_val(setup, 'dygraph', model_path=str(tmp_path))
