@@ -98,9 +98,9 @@ def _strip_pretrained(node):
     return node
 
 
-def model_dict(family, quick):
-    """Our config's ``model`` dict, without pretrained weights; --quick
-    swaps in the family's small backbone."""
+def load_config(family, quick):
+    """Our config's ``model`` dict, without pretrained weights (--quick
+    swaps in the family's small backbone), and its ``loss`` dict."""
     import paddleseg_ctx  # noqa: F401  (registers our components)
     from paddleseg.cvlibs import Config, SegBuilder
     cfg = Config(os.path.join(REPO, family.config))
@@ -110,7 +110,7 @@ def model_dict(family, quick):
         SegBuilder(cfg).train_dataset_class, 'NUM_CLASSES', None))
     if quick and family.quick_backbone:
         model['backbone'] = dict(family.quick_backbone)
-    return model
+    return model, cfg.dic['loss']
 
 
 def build_paddle(model):
@@ -228,8 +228,8 @@ def prepare(family_name, workdir, quick, sizes, export):
     ``torch.pth`` for a PyTorch original, from which ours are converted),
     our exported model, and count multiply-adds at each eval size.
 
-    Returns a dict: ``model`` (our config dict), ``num_classes``, ``macs``
-    {size: count}, ``skipped`` {impl: reason}.
+    Returns a dict: ``model`` and ``loss`` (our config's dicts),
+    ``num_classes``, ``macs`` {size: count}, ``skipped`` {impl: reason}.
     """
     import paddle
     from paddleseg_ctx.converters import convert_checkpoint
@@ -237,7 +237,7 @@ def prepare(family_name, workdir, quick, sizes, export):
     from model_checks import randomize
 
     family = FAMILIES[family_name]
-    model = model_dict(family, quick)
+    model, loss = load_config(family, quick)
     ours = build_paddle(model)
     skipped = {}
     reason = torch_skip_reason() if family.torch else None
@@ -255,7 +255,7 @@ def prepare(family_name, workdir, quick, sizes, export):
     macs = {size_name(s): count_macs(ours, (1, 3) + tuple(s)) for s in sizes}
     if export:
         skipped.update(export_ours(ours, workdir))
-    return {'model': model, 'num_classes': model['num_classes'],
+    return {'model': model, 'loss': loss, 'num_classes': model['num_classes'],
             'macs': macs, 'skipped': skipped}
 
 
@@ -332,16 +332,11 @@ def paddle_step(spec):
     def step():
         logits = model(x)
         loss = sum(coef * F.cross_entropy(logit, label, axis=1)
-                   for coef, logit in zip(loss_coefs(len(logits)), logits))
+                   for coef, logit in zip(spec['loss_coefs'], logits))
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
     return step
-
-
-def loss_coefs(num_logits):
-    """Our configs' loss weights: 1 for the main logit, 0.4 for each other."""
-    return [1.0] + [0.4] * (num_logits - 1)
 
 
 def torch_step(spec):
@@ -370,7 +365,7 @@ def torch_step(spec):
     loss_of = TORCH_LOSS[kind]
 
     def step():
-        loss_of(model, x, label).backward()
+        loss_of(model, x, label, spec['loss_coefs']).backward()
         optimizer.step()
         optimizer.zero_grad()
     return step
@@ -382,16 +377,17 @@ def mmseg_eval(model, x):
     return model.decode_head(model.extract_feat(x))
 
 
-def mmseg_loss(model, x, label):
+def mmseg_loss(model, x, label, coefs):
     """mmseg's training loss: decode and auxiliary logits resized to the
-    label, cross-entropy weighted 1 and 0.4 (``loss_by_feat`` of each head)."""
+    label, cross-entropy weighted by ``coefs`` (``loss_by_feat`` of each
+    head; mmseg's configs weigh them 1 and 0.4, as ours)."""
     import torch.nn.functional as F
     feats = model.extract_feat(x)
     return sum(
         coef * F.cross_entropy(
             F.interpolate(head(feats), label.shape[1:], mode='bilinear',
                           align_corners=False), label, ignore_index=255)
-        for coef, head in zip(loss_coefs(2),
+        for coef, head in zip(coefs,
                               (model.decode_head, model.auxiliary_head)))
 
 
@@ -401,20 +397,16 @@ def ssseg_eval(model, x):
     return model(SSSegInputStructure(images=x, mode='TEST')).seg_logits
 
 
-# sssegmentation's ISNet losses (configs/_base_/segmentors/isnet.py).
-SSSEG_LOSSES = {
-    name: {'type': 'CrossEntropyLoss', 'scale_factor': scale,
-           'ignore_index': 255, 'reduction': 'mean'}
-    for name, scale in (('loss_aux', 0.4), ('loss_cls_stage1', 0.4),
-                        ('loss_cls_stage2', 1.0))
-}
-
-
-def ssseg_loss(model, x, label):
-    """ISNet's own TRAIN forward, which computes its three losses."""
+def ssseg_loss(model, x, label, coefs):
+    """ISNet's own TRAIN forward, which computes its three losses
+    (cross-entropy weighted by ``coefs``: stage 2, stage 1, auxiliary)."""
     from ssseg.modules.utils import SSSegInputStructure
     model.mode = 'TRAIN'
-    model.cfg['losses'] = SSSEG_LOSSES
+    model.cfg['losses'] = {
+        name: {'type': 'CrossEntropyLoss', 'scale_factor': coef,
+               'ignore_index': 255, 'reduction': 'mean'}
+        for name, coef in zip(
+            ('loss_cls_stage2', 'loss_cls_stage1', 'loss_aux'), coefs)}
     return model(SSSegInputStructure(images=x, seg_targets=label,
                                      mode='TRAIN')).loss
 
