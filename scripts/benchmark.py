@@ -75,10 +75,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--sizes', nargs='+', type=parse_size, default=None,
         help='eval input sizes HxW; "crop" is the family\'s published crop. '
-        'Default: 512x512 crop (--quick: 65x97).')
+        'Default: 512x512 crop (--quick: 49x65).')
     parser.add_argument('--train_size', type=parse_size, default=None,
                         help='HxW of the training step, batch 2. Default: '
-                        '512x512 (--quick: 65x97).')
+                        '512x512 (--quick: 49x65).')
     parser.add_argument('--repeats', type=int, default=None,
                         help='timed rounds after the warm-up (default 5, '
                         '--quick 1)')
@@ -95,9 +95,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     quick = args.quick
     if args.sizes is None:
-        args.sizes = [(65, 97)] if quick else [(512, 512), 'crop']
+        args.sizes = [(49, 65)] if quick else [(512, 512), 'crop']
     if args.train_size is None:
-        args.train_size = (65, 97) if quick else (512, 512)
+        args.train_size = (49, 65) if quick else (512, 512)
     if args.train_size == 'crop':
         parser.error('--train_size needs HxW')
     if args.repeats is None:
