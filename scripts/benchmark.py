@@ -347,7 +347,8 @@ def bench_val(ctx, name, result, args, workdir):
                               result['model'], result['loss'])
     weights = os.path.join(workdir, 'weights.pdparams')
     backends = [b for b in VAL_BACKENDS if b == 'dygraph' or b in args.cases]
-    runs = {b: {'backend': b, 'times_s': [], 'miou': None} for b in backends}
+    runs = {b: {'backend': b, 'times_s': [], 'miou': None, 'acc': None}
+            for b in backends}
     if not val_accepts_backend():
         for backend in backends[1:]:
             runs[backend].update(status='skipped',
@@ -362,14 +363,16 @@ def bench_val(ctx, name, result, args, workdir):
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True)
             seconds = time.perf_counter() - start
-            miou = re.findall(r'mIoU: ([0-9.]+)', done.stdout + done.stderr)
+            # PaddleSeg's evaluate: "[EVAL] #Images: 8 mIoU: 0.1234 Acc: ..."
+            metrics = re.findall(r'mIoU: ([0-9.]+) Acc: ([0-9.]+)',
+                                 done.stdout + done.stderr)
             run = runs[backend]
-            if done.returncode or not miou:
+            if done.returncode or not metrics:
                 run.update(status='skipped', reason='val failed: ' + (
                     done.stderr.strip().splitlines() or ['no output'])[-1])
                 continue
             run['times_s'].append(seconds)
-            run['miou'] = float(miou[-1])
+            run['miou'], run['acc'] = (float(v) for v in metrics[-1])
     for run in runs.values():
         if run['times_s'] and run.get('status') != 'skipped':
             run.update(status='ok', median_s=bc.median_ms(run['times_s']) / 1e3)
@@ -378,7 +381,10 @@ def bench_val(ctx, name, result, args, workdir):
         ok = run.get('status') == 'ok' and dygraph.get('status') == 'ok'
         run['vs_dygraph'] = dygraph['median_s'] / run['median_s'] if ok \
             else None
-        run['miou_diff'] = abs(run['miou'] - dygraph['miou']) if ok else None
+        # Acc too: a random model's mIoU is near 0 whatever it predicts.
+        for metric in ('miou', 'acc'):
+            run[metric + '_diff'] = (abs(run[metric] - dygraph[metric])
+                                     if ok else None)
     return {'images': args.val_images, 'size': bc.size_name((h, w)),
             'runs': list(runs.values())}
 
@@ -416,15 +422,15 @@ def family_goals(name, result, peak_gflops):
     cases = result['cases']
     sizes = sorted({c['size'] for c in cases if c['mode'] == 'eval'})
     family = bc.FAMILIES[name]
+    compared = sorted({(c['mode'], c['size']) for c in cases})
     if family.paddleseg:
-        for mode in ('eval', 'train'):
-            for size in (sizes if mode == 'eval' else [None]):
-                ours = find(cases, 'dygraph', mode, size)
-                where = '{} {} {}'.format(name, mode, field(ours, 'size'))
-                yield goal(where + ': dygraph speed vs PaddleSeg',
-                           field(ours, 'vs_paddleseg'), 1.0)
-                yield goal(where + ': dygraph peak memory / PaddleSeg',
-                           field(ours, 'memory_vs_paddleseg'), 1.0, False)
+        for mode, size in compared:
+            ours = find(cases, 'dygraph', mode, size)
+            where = '{} {} {}'.format(name, mode, size)
+            yield goal(where + ': dygraph speed vs PaddleSeg',
+                       field(ours, 'vs_paddleseg'), 1.0)
+            yield goal(where + ': dygraph peak memory / PaddleSeg',
+                       field(ours, 'memory_vs_paddleseg'), 1.0, False)
     for size in sizes:
         deployed = best(cases, bc.DEPLOYED_IMPLS, size)
         where = '{} eval {}: best deployed ({})'.format(
@@ -443,19 +449,19 @@ def family_goals(name, result, peak_gflops):
             ours = best(cases, ('dygraph', ) + bc.DEPLOYED_IMPLS, size)
             yield goal('{} eval {}: our best ({}) vs PyTorch eager'.format(
                 name, size, field(ours, 'impl')), field(ours, 'vs_torch'), 2.0)
-    if family.torch:
+    if family.torch and any(mode == 'train' for mode, _ in compared):
         ours = find(cases, 'dygraph', 'train')
         yield goal('{} train: dygraph vs PyTorch eager'.format(name),
                    field(ours, 'vs_torch'), 2.0)
 
 
 def val_goals(name, val):
-    ort = next(r for r in val['runs'] if r['backend'] == 'onnxruntime') \
-        if any(r['backend'] == 'onnxruntime' for r in val['runs']) else {}
+    ort = {r['backend']: r for r in val['runs']}.get('onnxruntime', {})
     yield goal('{} val: onnxruntime vs dygraph (wall time)'.format(name),
                ort.get('vs_dygraph'), 3.0)
-    yield goal('{} val: |mIoU onnxruntime - dygraph|'.format(name),
-               ort.get('miou_diff'), 1e-4, False)
+    for metric, label in (('miou', 'mIoU'), ('acc', 'Acc')):
+        yield goal('{} val: |{} onnxruntime - dygraph|'.format(name, label),
+                   ort.get(metric + '_diff'), 1e-4, False)
 
 
 def slc_goals(slc):
@@ -532,9 +538,10 @@ def print_report(report):
         machine['cpu'], machine['cores'], machine['threads'], ', '.join(
             '{} {}'.format(k, v) for k, v in machine['versions'].items() if v)))
     gemm = report['gemm']
-    print('GEMM peak ({0}x{0} float32 matmul): numpy {1:.1f} GFLOP/s, Paddle '
-          '{2:.1f} GFLOP/s'.format(gemm['n'], gemm['numpy_gflops'],
-                                   gemm['paddle_gflops']))
+    print('GEMM peak ({0}x{0} float32 matmul, GFLOP/s): {1}'.format(
+        gemm['n'], ', '.join('{} {:.1f}'.format(k[:-len('_gflops')], v)
+                             for k, v in gemm.items()
+                             if k.endswith('_gflops') and k != 'peak_gflops')))
     for name, result in report['families'].items():
         print_family(name, result, gemm['peak_gflops'])
     for name, val in report['val'].items():
@@ -546,9 +553,9 @@ def print_report(report):
                 print('  {:12s} skipped: {}'.format(run['backend'],
                                                     run.get('reason')))
                 continue
-            print('  {:12s} {:7.1f} s  mIoU {:.4f}  vs dygraph {:>5s}'.format(
-                run['backend'], run['median_s'], run['miou'],
-                fmt(run['vs_dygraph'])))
+            print('  {:12s} {:7.1f} s  mIoU {:.4f}  Acc {:.4f}  vs dygraph '
+                  '{:>5s}'.format(run['backend'], run['median_s'], run['miou'],
+                                  run['acc'], fmt(run['vs_dygraph'])))
     if report['slc']:
         print('\nISNet semantic-level context, 150 classes, 512 channels:')
     for row in report['slc']:
@@ -560,7 +567,7 @@ def print_report(report):
     for g in report['goals']:
         state = {True: 'met', False: 'SHORT', None: 'no data'}[g['met']]
         print('  {:8s} {} = {} (target {} {})'.format(
-            state, g['goal'], fmt(g['measured'], '{:.3g}'),
+            state, g['goal'], fmt(g['measured'], '{:.4g}'),
             '>=' if g['higher_is_better'] else '<=', g['target']))
 
 
@@ -582,7 +589,7 @@ def main(argv=None):
               'settings': {k: v for k, v in vars(args).items() if k != 'json'},
               'families': {}, 'val': {}, 'slc': []}
     n = 1024 if args.quick else 4096
-    report['gemm'] = run_once(ctx, bc.gemm_peak, n, 3)
+    report['gemm'] = run_once(ctx, bc.gemm_peak, n, 3, args.threads)
     with tempfile.TemporaryDirectory(prefix='benchmark_') as tmp:
         for name in args.families:
             workdir = os.path.join(tmp, name)
