@@ -33,11 +33,16 @@ IMPLS = DYGRAPH_IMPLS + DEPLOYED_IMPLS
 
 
 class Family(NamedTuple):
-    config: str  # our config of the published form (row of configs/model_zoo.yml)
-    paddleseg: Optional[str] = None  # PaddleSeg 2.8's class of the model
-    paddleseg_fixed: tuple = ()  # our model keys PaddleSeg's class does not take
-    torch: Optional[tuple] = None  # (builder in TORCH_BUILDERS, its case name)
-    quick_backbone: Optional[dict] = None  # small backbone for --quick
+    # Our config of the published form (a row of configs/model_zoo.yml).
+    config: str
+    # PaddleSeg 2.8's class of the model, and the keys of our model config
+    # it does not take (it fixes them).
+    paddleseg: Optional[str] = None
+    paddleseg_fixed: tuple = ()
+    # The PyTorch original: (key of TORCH_BUILDERS, its name there).
+    torch: Optional[tuple] = None
+    # A small backbone for --quick, where PaddleSeg's class takes one.
+    quick_backbone: Optional[dict] = None
 
 
 FAMILIES = {
@@ -88,7 +93,7 @@ def memory_mb():
     return values['VmRSS'], values['VmHWM']
 
 
-# -- models ---------------------------------------------------------------------
+# -- models -------------------------------------------------------------------
 
 def _strip_pretrained(node):
     """The model dict without any ``pretrained`` (no downloads)."""
@@ -175,7 +180,7 @@ def torch_skip_reason():
     return None
 
 
-# -- multiply-adds ---------------------------------------------------------------
+# -- multiply-adds ------------------------------------------------------------
 
 def count_macs(model, shape):
     """Multiply-adds of one eval forward of ``model`` on ``shape``: every
@@ -233,6 +238,7 @@ def prepare(family_name, workdir, quick, sizes, export):
     """
     import paddle
     from paddleseg_ctx.converters import convert_checkpoint
+    from paddleseg_ctx.weights import check_state_dict
     _tests_on_path()
     from model_checks import randomize
 
@@ -248,7 +254,9 @@ def prepare(family_name, workdir, quick, sizes, export):
         original = build_torch(family, model['num_classes'])
         checkpoint = os.path.join(workdir, 'torch.pth')
         torch.save({'state_dict': original.state_dict()}, checkpoint)
-        ours.set_state_dict(convert_checkpoint(checkpoint))
+        state = convert_checkpoint(checkpoint)
+        check_state_dict(ours, state, source=checkpoint)  # every weight
+        ours.set_state_dict(state)
     else:
         randomize(ours)
     paddle.save(ours.state_dict(), os.path.join(workdir, 'weights.pdparams'))
@@ -282,7 +290,7 @@ def size_name(size):
     return '{}x{}'.format(*size)
 
 
-# -- steps: what one case runs once ----------------------------------------------
+# -- steps: what one case runs once -------------------------------------------
 
 def _input(shape, seed=0):
     import numpy as np
@@ -445,7 +453,7 @@ FRAMEWORKS = {'dygraph': ('paddle', 'paddleseg', 'paddleseg_ctx'),
               'onnxruntime': ('onnxruntime', )}
 
 
-# -- the worker -------------------------------------------------------------------
+# -- the worker ---------------------------------------------------------------
 
 def serve(conn, spec):
     """Worker main: build the case, answer 'run' with the seconds one step
@@ -492,7 +500,7 @@ def _describe(err):
     return text.splitlines()[0][:300]
 
 
-# -- one-shot measurements (each in its own process) ----------------------------
+# -- one-shot measurements (each in its own process) --------------------------
 
 def gemm_peak(n, repeats, threads):
     """Best GFLOP/s of an n x n float32 matmul in numpy, Paddle and ONNX
@@ -529,12 +537,15 @@ def _onnx_matmul(n, threads):
     except ImportError:
         return None
     from onnx import helper
+
     def tensor(name):
         return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
                                              [n, n])
-    graph = helper.make_graph([helper.make_node('MatMul', ['a', 'b'], ['c'])],
-                              'gemm', [tensor('a'), tensor('b')], [tensor('c')])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    graph = helper.make_graph(
+        [helper.make_node('MatMul', ['a', 'b'], ['c'])], 'gemm',
+        [tensor('a'), tensor('b')], [tensor('c')])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid('', 13)])
     model.ir_version = 8  # readable by every onnxruntime of the last years
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
