@@ -10,9 +10,10 @@ reported, so machine load hits all cases alike.  Peak memory is the
 worker's VmHWM minus its RSS after importing its framework (the model, its
 activations and the runtime's buffers).  Multiply-adds are counted on our
 dygraph model (convolutions, linear layers, matmuls); GFLOP/s = 2 x MACs /
-time, against the machine's GEMM peak (float32 matmul, numpy and Paddle).
-Also: ``val`` over a generated data set with each backend, and ISNet's
-vectorised semantic-level context against the per-class loop
+time, against the machine's GEMM peak (the best of a 4096x4096 float32
+matmul in numpy, Paddle and ONNX Runtime).  Also: ``val`` over a generated
+data set with each backend (``python -m paddleseg_ctx.val --backend``), and
+ISNet's vectorised semantic-level context against the per-class loop
 (scripts/bench_slc.py) at 150 classes.  Prints a table per family and the
 goals of issue 10 (met / short), and writes everything as JSON.
 
@@ -23,6 +24,13 @@ goals of issue 10 (met / short), and writes everything as JSON.
 Ratios: ``vs PaddleSeg`` / ``vs torch`` = their median time / this case's
 (above 1: this case is faster); ``mem/PS`` = this case's peak-memory
 increase / PaddleSeg's.
+
+A full run is long: GCNet alone (512x512 and 512x1024, training step at
+512x512, val over 8 images) took 27 minutes at --threads 1 --repeats 2 on
+one core of an AMD EPYC (Zen 5); all six families at the default 5 repeats
+take about 3 to 4 hours on one core (the training steps and ``val`` dominate),
+roughly half that with 2 threads.  A GCNet training worker peaks near
+4 GiB; at most five workers are alive at once.
 """
 import argparse
 import importlib.metadata
@@ -614,7 +622,7 @@ def main(argv=None):
               'settings': {k: v for k, v in vars(args).items() if k != 'json'},
               'families': {}, 'val': {}, 'slc': []}
     n = 1024 if args.quick else 4096
-    report['gemm'] = run_once(ctx, bc.gemm_peak, n, 3, args.threads)
+    report['gemm'] = run_once(ctx, bc.gemm_peak, n, 5, args.threads)
     with tempfile.TemporaryDirectory(prefix='benchmark_') as tmp:
         for name in args.families:
             workdir = os.path.join(tmp, name)
