@@ -62,6 +62,38 @@ def timed(fn, *args):
     return time.perf_counter() - start
 
 
+def compare(h, w, channels, num_classes, present, repeats, backward, rng):
+    """Median latency of the vectorised and the loop form on one layout,
+    interleaved.  Returns a dict: size, present (classes present), ms of
+    each, ratio loop / vectorised, max_diff between their outputs."""
+    feats = paddle.to_tensor(
+        rng.normal(0, 1, (1, channels, h, w)).astype('float32'),
+        stop_gradient=not backward)
+    logits = paddle.to_tensor(
+        stage1_logits(num_classes, h, w, present, rng),
+        stop_gradient=not backward)
+
+    def run(fn):
+        if backward:
+            fn(feats, logits).sum().backward()
+        else:
+            with paddle.no_grad():
+                fn(feats, logits)
+
+    diff = float((semantic_centres(feats, logits) -
+                  loop_centres(feats, logits)).abs().max())
+    times = {semantic_centres: [], loop_centres: []}
+    for _ in range(repeats):
+        for fn in times:
+            times[fn].append(timed(run, fn))
+    vec = statistics.median(times[semantic_centres]) * 1e3
+    loop = statistics.median(times[loop_centres]) * 1e3
+    return {'size': '{}x{}'.format(h, w),
+            'present': len(np.unique(logits.numpy().argmax(1))),
+            'vectorised_ms': vec, 'loop_ms': loop, 'ratio': loop / vec,
+            'max_diff': diff}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', nargs='+', default=['64x64', '64x128'],
@@ -86,31 +118,11 @@ def main():
     for size in args.sizes:
         h, w = (int(v) for v in size.split('x'))
         for present in (0, args.present):
-            feats = paddle.to_tensor(
-                rng.normal(0, 1, (1, args.channels, h, w)).astype('float32'),
-                stop_gradient=not args.backward)
-            logits = paddle.to_tensor(
-                stage1_logits(args.num_classes, h, w, present, rng),
-                stop_gradient=not args.backward)
-            num_present = len(np.unique(logits.numpy().argmax(1)))
-
-            def run(fn):
-                if args.backward:
-                    fn(feats, logits).sum().backward()
-                else:
-                    with paddle.no_grad():
-                        fn(feats, logits)
-
-            diff = float((semantic_centres(feats, logits) -
-                          loop_centres(feats, logits)).abs().max())
-            times = {semantic_centres: [], loop_centres: []}
-            for _ in range(args.repeats):
-                for fn in times:
-                    times[fn].append(timed(run, fn))
-            vec = statistics.median(times[semantic_centres]) * 1e3
-            loop = statistics.median(times[loop_centres]) * 1e3
+            r = compare(h, w, args.channels, args.num_classes, present,
+                        args.repeats, args.backward, rng)
             print('{:>8s} {:>10d} {:>14.1f} {:>9.1f} {:>6.1f}x {:>10.2g}'
-                  .format(size, num_present, vec, loop, loop / vec, diff))
+                  .format(r['size'], r['present'], r['vectorised_ms'],
+                          r['loop_ms'], r['ratio'], r['max_diff']))
 
 
 if __name__ == '__main__':

@@ -34,9 +34,9 @@ CONFIGS = {
 BACKBONES = {50: ResNet50_v1c, 101: ResNet101_v1c}
 
 
-def mmseg_gcnet(config_name):
-    """mmseg's GCNet from its published config (BN instead of SyncBN, a
-    small class count), random weights, eval mode."""
+def mmseg_gcnet(config_name, num_classes=NUM_CLASSES):
+    """mmseg's GCNet from its published config (BN instead of SyncBN,
+    ``num_classes``), random weights, eval mode."""
     mmseg = import_mmseg()
     torch = import_torch()
     from mmengine.config import Config
@@ -46,7 +46,7 @@ def mmseg_gcnet(config_name):
     cfg = Config.fromfile(path).model
     cfg.backbone.norm_cfg = cfg.decode_head.norm_cfg = \
         cfg.auxiliary_head.norm_cfg = dict(type='BN', requires_grad=True)
-    cfg.decode_head.num_classes = cfg.auxiliary_head.num_classes = NUM_CLASSES
+    cfg.decode_head.num_classes = cfg.auxiliary_head.num_classes = num_classes
     cfg.pretrained = None
     cfg.backbone.init_cfg = None
     cfg.data_preprocessor = None  # normalisation is not under test here

@@ -58,14 +58,14 @@ runpy.run_module("paddleseg_ctx.convert", run_name="__main__")
 '''
 
 
-def ssseg_isnet(case):
+def ssseg_isnet(case, num_classes=NUM_CLASSES):
     """sssegmentation's ISNet with a real backbone, BN instead of SyncBN,
     random weights; eval mode."""
     import_ssseg()
     torch = import_torch()
     from ssseg.modules.models.segmentors.isnet import ISNet
     cfg = {
-        'num_classes': NUM_CLASSES,
+        'num_classes': num_classes,
         'align_corners': False,
         'norm_cfg': {'type': 'BatchNorm2d'},
         'act_cfg': case['act'],

@@ -1,0 +1,110 @@
+"""scripts/benchmark.py: a --quick run writes JSON whose ratios, GFLOP/s
+and goals follow from its own measured times; the multiply-add counter
+against hand counts."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import paddle
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'scripts'))
+
+import bench_cases  # noqa: E402
+
+REPEATS = 2
+
+
+@pytest.fixture(scope='module')
+def report(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('benchmark') / 'out.json')
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'),
+         '--quick', '--families', 'GCNet', '--cases', 'dygraph', 'paddleseg',
+         'train', 'slc', '--repeats', str(REPEATS), '--threads', '1',
+         '--json', path],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert 'Goals:' in done.stdout
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_every_case_ran_interleaved_repeats(report):
+    assert report['machine']['threads'] == 1
+    gemm = report['gemm']
+    assert gemm['peak_gflops'] == max(
+        gemm['numpy_gflops'], gemm['paddle_gflops'], gemm['onnxruntime_gflops'])
+    cases = report['families']['GCNet']['cases']
+    assert sorted((c['impl'], c['mode']) for c in cases) == [
+        ('dygraph', 'eval'), ('dygraph', 'train'),
+        ('paddleseg', 'eval'), ('paddleseg', 'train')]
+    for case in cases:
+        assert case['status'] == 'ok', case
+        assert len(case['times_ms']) == REPEATS
+        assert case['median_ms'] == pytest.approx(
+            statistics.median(case['times_ms']))
+        memory = case['memory']
+        assert memory['peak_mb'] >= memory['rss_mb'] > 0
+        assert memory['peak_increase_mb'] == pytest.approx(
+            memory['peak_mb'] - memory['baseline_mb'])
+    assert {c['batch'] for c in cases if c['mode'] == 'train'} == {2}
+
+
+def test_ratios_come_from_the_measured_times(report):
+    result = report['families']['GCNet']
+    cases = {(c['impl'], c['mode']): c for c in result['cases']}
+    for mode in ('eval', 'train'):
+        ours, theirs = cases['dygraph', mode], cases['paddleseg', mode]
+        assert ours['vs_paddleseg'] == pytest.approx(
+            statistics.median(theirs['times_ms']) /
+            statistics.median(ours['times_ms']))
+        assert ours['memory_vs_paddleseg'] == pytest.approx(
+            ours['memory']['peak_increase_mb'] /
+            theirs['memory']['peak_increase_mb'])
+        assert theirs['vs_paddleseg'] == pytest.approx(1.0)
+        assert ours['vs_torch'] is None  # PaddleSeg's GCNet has no original
+    eval_case = cases['dygraph', 'eval']
+    macs = result['macs'][eval_case['size']]
+    assert eval_case['gflops'] == pytest.approx(
+        2 * macs / (statistics.median(eval_case['times_ms']) / 1e3) / 1e9)
+    assert cases['dygraph', 'train']['gflops'] is None
+
+
+def test_goals_follow_from_the_ratios(report):
+    goals = {g['goal']: g for g in report['goals']}
+    cases = {(c['impl'], c['mode']): c
+             for c in report['families']['GCNet']['cases']}
+    speed = goals['GCNet eval {}: dygraph speed vs PaddleSeg'.format(
+        cases['dygraph', 'eval']['size'])]
+    assert speed['measured'] == cases['dygraph', 'eval']['vs_paddleseg']
+    assert speed['met'] is (speed['measured'] >= 1.0)
+    memory = goals['GCNet train {}: dygraph peak memory / PaddleSeg'.format(
+        cases['dygraph', 'train']['size'])]
+    assert memory['met'] is (memory['measured'] <= 1.0)
+    # No deployed case ran: the goal says so instead of passing or failing.
+    deployed = [g for g in report['goals'] if 'best deployed' in g['goal']]
+    assert deployed and all(g['met'] is None for g in deployed)
+    for row in report['slc']:
+        assert row['ratio'] == pytest.approx(
+            row['loop_ms'] / row['vectorised_ms'])
+        assert row['max_diff'] < 1e-4
+
+
+def test_macs_of_a_conv_and_a_matmul_by_hand():
+    conv = paddle.nn.Conv2D(3, 8, 3, padding=1, groups=1)
+    assert bench_cases.count_macs(conv, (1, 3, 17, 19)) == 17 * 19 * 8 * 3 * 9
+    grouped = paddle.nn.Conv2D(4, 6, (3, 1), stride=2, groups=2)
+    # output 2x6x7x5 (H: (15-3)/2+1, W: (9-1)/2+1), each 2 in-channels x 3 taps
+    assert bench_cases.count_macs(grouped, (2, 4, 15, 9)) == 2 * 6 * 7 * 5 * 6
+
+    class Attention(paddle.nn.Layer):
+        def forward(self, x):
+            # [2, 5, 7] x [2, 3, 7]^T -> [2, 5, 3], 7 products each
+            return paddle.matmul(x[:, :, :7], x[:, :3, :7], transpose_y=True)
+
+    assert bench_cases.count_macs(Attention(), (2, 5, 9)) == 2 * 5 * 3 * 7
