@@ -8,7 +8,8 @@ Implementations of a family:
 - ``paddleseg``    PaddleSeg 2.8's class, Paddle dygraph, our weights loaded
 - ``torch``        the PyTorch original (mmseg GCNet, sssegmentation ISNet),
                    eager; our weights are converted from its checkpoint
-- ``paddle``       ours exported, Paddle Inference
+- ``paddle``       ours exported, Paddle Inference, with oneDNN where it
+                   gives the plain output (as ``val --backend paddle``)
 - ``onnxruntime``  ours exported, ONNX Runtime
 
 Module level imports only the standard library: a worker imports what its
@@ -234,7 +235,9 @@ def prepare(family_name, workdir, quick, sizes, export):
     our exported model, and count multiply-adds at each eval size.
 
     Returns a dict: ``model`` and ``loss`` (our config's dicts),
-    ``num_classes``, ``macs`` {size: count}, ``skipped`` {impl: reason}.
+    ``num_classes``, ``macs`` {size: count}, ``skipped`` {impl: reason},
+    ``onednn``: whether Paddle Inference uses oneDNN for our program, as
+    ``val --backend paddle`` decides (where it gives the plain output).
     """
     import paddle
     from paddleseg_ctx.converters import convert_checkpoint
@@ -245,7 +248,7 @@ def prepare(family_name, workdir, quick, sizes, export):
     family = FAMILIES[family_name]
     model, loss = load_config(family, quick)
     ours = build_paddle(model)
-    skipped = {}
+    skipped, onednn = {}, False
     reason = torch_skip_reason() if family.torch else None
     if reason:
         skipped['torch'] = reason
@@ -263,8 +266,14 @@ def prepare(family_name, workdir, quick, sizes, export):
     macs = {size_name(s): count_macs(ours, (1, 3) + tuple(s)) for s in sizes}
     if export:
         skipped.update(export_ours(ours, workdir))
+        if 'paddle' not in skipped:
+            from paddleseg_ctx.deploy.backends import onednn_works
+            from paddleseg_ctx.deploy.config import find_model_file
+            save_dir = os.path.join(workdir, 'deploy')
+            onednn, _ = onednn_works(find_model_file(save_dir),
+                                     os.path.join(save_dir, 'model.pdiparams'))
     return {'model': model, 'loss': loss, 'num_classes': model['num_classes'],
-            'macs': macs, 'skipped': skipped}
+            'macs': macs, 'skipped': skipped, 'onednn': onednn}
 
 
 def export_ours(model, workdir):
@@ -430,7 +439,8 @@ def deployed_step(spec):
         from paddleseg_ctx.deploy.config import find_model_file
         runner = InferenceRunner(find_model_file(save_dir),
                                  os.path.join(save_dir, 'model.pdiparams'),
-                                 cpu_threads=spec['threads'])
+                                 cpu_threads=spec['threads'],
+                                 enable_mkldnn=spec['onednn'])
     else:
         from paddleseg_ctx.deploy import OnnxRunner
         runner = OnnxRunner(os.path.join(save_dir, 'model.onnx'),

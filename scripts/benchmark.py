@@ -256,6 +256,8 @@ def time_group(ctx, name, group, info, args, workdir):
     for impl, mode, shape in group:
         case = {'impl': impl, 'mode': mode, 'size': bc.size_name(shape[2:]),
                 'batch': shape[0]}
+        if impl == 'paddle':
+            case['onednn'] = info['onednn']
         cases.append(case)
         if impl in info['skipped']:
             case.update(status='skipped', reason=info['skipped'][impl])
@@ -263,7 +265,7 @@ def time_group(ctx, name, group, info, args, workdir):
         spec = {'family': name, 'impl': impl, 'mode': mode, 'shape': shape,
                 'workdir': workdir, 'threads': args.threads,
                 'model': info['model'], 'num_classes': info['num_classes'],
-                'loss_coefs': info['loss']['coef']}
+                'loss_coefs': info['loss']['coef'], 'onednn': info['onednn']}
         workers.append((case, Worker(ctx, spec)))
     interleave([w for _, w in workers], args.repeats)
     for case, worker in workers:
@@ -536,23 +538,28 @@ def fmt(value, spec='{:.2f}'):
     return '-' if value is None else spec.format(value)
 
 
+def case_label(case):
+    return case['impl'] + ('+onednn' if case.get('onednn') else '')
+
+
 def print_family(name, result, peak_gflops):
     macs = ', '.join('{} {:.1f}'.format(size, n / 1e9)
                      for size, n in result['macs'].items())
     print('\n{} ({}, {} classes; GMACs per image: {})'.format(
         name, result['config'], result['num_classes'], macs))
-    print('{:12s} {:5s} {:>9s} {:>9s} {:>8s} {:>8s} {:>9s} {:>6s} {:>8s} '
+    print('{:13s} {:5s} {:>9s} {:>9s} {:>8s} {:>8s} {:>9s} {:>6s} {:>8s} '
           '{:>6s}'.format('case', 'mode', 'size', 'ms', 'vs PS', 'vs torch',
                           'mem MiB', 'mem/PS', 'GFLOP/s', '%peak'))
     for case in result['cases']:
         if case['status'] != 'ok':
-            print('{:12s} {:5s} {:>9s}  skipped: {}'.format(
-                case['impl'], case['mode'], case['size'], case['reason']))
+            print('{:13s} {:5s} {:>9s}  skipped: {}'.format(
+                case_label(case), case['mode'], case['size'], case['reason']))
             continue
         gflops = case['gflops']
-        print('{:12s} {:5s} {:>9s} {:9.1f} {:>8s} {:>8s} {:9.0f} {:>6s} '
+        print('{:13s} {:5s} {:>9s} {:9.1f} {:>8s} {:>8s} {:9.0f} {:>6s} '
               '{:>8s} {:>6s}'.format(
-                  case['impl'], case['mode'], case['size'], case['median_ms'],
+                  case_label(case), case['mode'], case['size'],
+                  case['median_ms'],
                   fmt(case['vs_paddleseg']), fmt(case['vs_torch']),
                   case['memory']['peak_increase_mb'],
                   fmt(case['memory_vs_paddleseg']), fmt(gflops, '{:.1f}'),
