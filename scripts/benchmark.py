@@ -81,9 +81,9 @@ def parse_args(argv=None):
         'context, vectorised vs loop). Default: all.'.format(
             ', '.join(bc.IMPLS)))
     parser.add_argument(
-        '--sizes', nargs='+', type=parse_size, default=None,
-        help='eval input sizes HxW; "crop" is the family\'s published crop. '
-        'Default: 512x512 crop (--quick: 49x65).')
+        '--sizes', nargs='*', type=parse_size, default=None,
+        help='eval input sizes HxW; "crop" is the family\'s published crop; '
+        'none: no eval timing. Default: 512x512 crop (--quick: 49x65).')
     parser.add_argument('--train_size', type=parse_size, default=None,
                         help='HxW of the training step, batch 2. Default: '
                         '512x512 (--quick: 49x65).')
@@ -350,8 +350,8 @@ def make_val_data(root, num_images, size, num_classes):
 def bench_val(ctx, name, result, args, workdir):
     """Wall time and mIoU of ``python -m paddleseg_ctx.val`` with each
     backend, interleaved, on a generated data set of --val_images images
-    at the first eval size."""
-    h, w = eval_sizes(bc.FAMILIES[name], args.sizes)[0]
+    at the first eval size (--train_size without one)."""
+    h, w = (eval_sizes(bc.FAMILIES[name], args.sizes) or [args.train_size])[0]
     data = run_once(ctx, make_val_data, os.path.join(workdir, 'val_data'),
                     args.val_images, (w, h), result['num_classes'])
     config = write_val_config(os.path.join(workdir, 'val.yml'), data,
