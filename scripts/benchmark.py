@@ -25,12 +25,15 @@ Ratios: ``vs PaddleSeg`` / ``vs torch`` = their median time / this case's
 (above 1: this case is faster); ``mem/PS`` = this case's peak-memory
 increase / PaddleSeg's.
 
-A full run is long: GCNet alone (512x512 and 512x1024, training step at
-512x512, val over 8 images) took 27 minutes at --threads 1 --repeats 2 on
-one core of an AMD EPYC (Zen 5); all six families at the default 5 repeats
-take about 3 to 4 hours on one core (the training steps and ``val`` dominate),
-roughly half that with 2 threads.  A GCNet training worker peaks near
-4 GiB; at most five workers are alive at once.
+A full run is long.  On one core each of an AMD EPYC (Zen 5), all six
+families at 512x512 with --threads 1: eval of the five implementations at 3
+repeats took 18 minutes; the training step (--sizes with no value, --cases
+dygraph paddleseg torch train) at 2 repeats 47 minutes; ``val`` over 8
+images with the deployed evals (--cases paddle onnxruntime val slc) at 2
+repeats 43 minutes.  The default (every case, 512x512 and the published
+crops, 5 repeats) takes about 4 hours; split it into such commands and run
+one per core.  A training worker peaks at 4 GiB (ISNet-S101: 10 GiB); at
+most five workers are alive at once.
 """
 import argparse
 import importlib.metadata
@@ -365,6 +368,9 @@ def bench_val(ctx, name, result, args, workdir):
             runs[backend].update(status='skipped',
                                  reason='--backend not available')
         backends = backends[:1]
+    # The exports land in the run's temporary directory, not the user's
+    # cache; the first run of a deployed backend exports (the others reuse).
+    env = dict(os.environ, SEG_HOME=os.path.join(workdir, 'seg_home'))
     for _ in range(args.repeats):
         for backend in backends:
             command = [sys.executable, '-m', 'paddleseg_ctx.val', '--config',
@@ -372,7 +378,8 @@ def bench_val(ctx, name, result, args, workdir):
             if backend != 'dygraph':
                 command += ['--backend', backend]
             start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  env=env)
             seconds = time.perf_counter() - start
             # PaddleSeg's evaluate: "[EVAL] #Images: 8 mIoU: 0.1234 Acc: ..."
             metrics = re.findall(r'mIoU: ([0-9.]+) Acc: ([0-9.]+)',
