@@ -563,6 +563,36 @@ def _onnx_matmul(n, threads):
                                         providers=['CPUExecutionProvider'])
 
 
+def fma_peak(threads):
+    """The machine's float32 FMA peak over ``threads`` cores: one copy of
+    scripts/fma_peak.c per thread at once, built with the system's C compiler
+    for this CPU.  No GEMM or convolution can run faster.  Without a
+    compiler (or on a CPU without FMA) the result says why it is missing."""
+    import shutil
+    import subprocess
+    import tempfile
+    compiler = next(filter(None, map(shutil.which, ('cc', 'gcc', 'clang'))),
+                    None)
+    if compiler is None:
+        return {'status': 'skipped', 'reason': 'no C compiler (cc) found'}
+    with tempfile.TemporaryDirectory(prefix='fma_peak_') as tmp:
+        exe = os.path.join(tmp, 'fma_peak')
+        build = subprocess.run(
+            [compiler, '-O2', '-march=native',
+             os.path.join(SCRIPTS, 'fma_peak.c'), '-o', exe],
+            capture_output=True, text=True)
+        if build.returncode:
+            lines = build.stderr.strip().splitlines() or ['no message']
+            return {'status': 'skipped', 'reason': 'could not build '
+                    'scripts/fma_peak.c: ' + lines[-1]}
+        runs = [subprocess.Popen([exe], stdout=subprocess.PIPE, text=True)
+                for _ in range(threads)]
+        outputs = [run.communicate()[0].split() for run in runs]
+    per_thread = [float(out[1]) for out in outputs]
+    return {'status': 'ok', 'isa': outputs[0][0], 'threads': threads,
+            'per_thread_gflops': per_thread, 'peak_gflops': sum(per_thread)}
+
+
 def slc(size, num_classes, repeats):
     """bench_slc.py's comparison at one feature-map size, every class
     present (the loop's worst case) and a realistic 20."""

@@ -11,7 +11,8 @@ worker's VmHWM minus its RSS after importing its framework (the model, its
 activations and the runtime's buffers).  Multiply-adds are counted on our
 dygraph model (convolutions, linear layers, matmuls); GFLOP/s = 2 x MACs /
 time, against the machine's GEMM peak (the best of a 4096x4096 float32
-matmul in numpy, Paddle and ONNX Runtime).  Also: ``val`` over a generated
+matmul in numpy, Paddle and ONNX Runtime) and its FMA peak (what the cores'
+vector units can do at all: scripts/fma_peak.c, one copy per thread).  Also: ``val`` over a generated
 data set with each backend (``python -m paddleseg_ctx.val --backend``), and
 ISNet's vectorised semantic-level context against the per-class loop
 (scripts/bench_slc.py) at 150 classes.  Prints a table per family and the
@@ -549,14 +550,15 @@ def case_label(case):
     return case['impl'] + ('+onednn' if case.get('onednn') else '')
 
 
-def print_family(name, result, peak_gflops):
+def print_family(name, result, peak_gflops, fma_gflops):
     macs = ', '.join('{} {:.1f}'.format(size, n / 1e9)
                      for size, n in result['macs'].items())
     print('\n{} ({}, {} classes; GMACs per image: {})'.format(
         name, result['config'], result['num_classes'], macs))
     print('{:13s} {:5s} {:>9s} {:>9s} {:>8s} {:>8s} {:>9s} {:>6s} {:>8s} '
-          '{:>6s}'.format('case', 'mode', 'size', 'ms', 'vs PS', 'vs torch',
-                          'mem MiB', 'mem/PS', 'GFLOP/s', '%peak'))
+          '{:>6s} {:>5s}'.format('case', 'mode', 'size', 'ms', 'vs PS',
+                                 'vs torch', 'mem MiB', 'mem/PS', 'GFLOP/s',
+                                 '%peak', '%FMA'))
     for case in result['cases']:
         if case['status'] != 'ok':
             print('{:13s} {:5s} {:>9s}  skipped: {}'.format(
@@ -564,13 +566,15 @@ def print_family(name, result, peak_gflops):
             continue
         gflops = case['gflops']
         print('{:13s} {:5s} {:>9s} {:9.1f} {:>8s} {:>8s} {:9.0f} {:>6s} '
-              '{:>8s} {:>6s}'.format(
+              '{:>8s} {:>6s} {:>5s}'.format(
                   case_label(case), case['mode'], case['size'],
                   case['median_ms'],
                   fmt(case['vs_paddleseg']), fmt(case['vs_torch']),
                   case['memory']['peak_increase_mb'],
                   fmt(case['memory_vs_paddleseg']), fmt(gflops, '{:.1f}'),
-                  fmt(gflops and 100 * gflops / peak_gflops, '{:.0f}%')))
+                  fmt(gflops and 100 * gflops / peak_gflops, '{:.0f}%'),
+                  fmt(gflops and fma_gflops and 100 * gflops / fma_gflops,
+                      '{:.0f}%')))
 
 
 def print_report(report):
@@ -584,13 +588,21 @@ def print_report(report):
         gemm['n'], ', '.join('{} {:.1f}'.format(k[:-len('_gflops')], v)
                              for k, v in gemm.items()
                              if k.endswith('_gflops') and k != 'peak_gflops')))
+    fma = report['fma']
+    if fma['status'] == 'ok':
+        print('FMA peak (float32, scripts/fma_peak.c, {} thread(s), {}): '
+              '{:.1f} GFLOP/s'.format(fma['threads'], fma['isa'],
+                                      fma['peak_gflops']))
+    else:
+        print('FMA peak: skipped:', fma['reason'])
     if report['families']:
         print('ms: median of {} interleaved runs; vs PS / vs torch: their ms / '
               'this ms; mem: peak RSS above the worker\'s RSS after its '
-              'imports; %peak: of the GEMM peak'.format(
+              'imports; %peak, %FMA: of the GEMM peak, of the FMA peak'.format(
                   report['settings']['repeats']))
     for name, result in report['families'].items():
-        print_family(name, result, gemm['peak_gflops'])
+        print_family(name, result, gemm['peak_gflops'],
+                     report['fma'].get('peak_gflops'))
     for name, val in report['val'].items():
         print('\n{} val over {} generated {} images (wall time of the '
               'command, start-up included):'.format(name, val['images'],
@@ -637,6 +649,7 @@ def main(argv=None):
               'families': {}, 'val': {}, 'slc': []}
     n = 1024 if args.quick else 4096
     report['gemm'] = run_once(ctx, bc.gemm_peak, n, 5, args.threads)
+    report['fma'] = bc.fma_peak(args.threads)
     with tempfile.TemporaryDirectory(prefix='benchmark_') as tmp:
         for name in args.families:
             workdir = os.path.join(tmp, name)

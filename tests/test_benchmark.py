@@ -39,6 +39,11 @@ def test_every_case_ran_interleaved_repeats(report):
     gemm = report['gemm']
     assert gemm['peak_gflops'] == max(
         gemm['numpy_gflops'], gemm['paddle_gflops'], gemm['onnxruntime_gflops'])
+    fma = report['fma']
+    if fma['status'] == 'ok':  # needs a C compiler; CI has one
+        assert fma['threads'] == 1 and fma['isa'] in ('avx512', 'avx2')
+        assert fma['peak_gflops'] == pytest.approx(
+            sum(fma['per_thread_gflops']))
     cases = report['families']['GCNet']['cases']
     assert sorted((c['impl'], c['mode']) for c in cases) == [
         ('dygraph', 'eval'), ('dygraph', 'train'),
