@@ -38,6 +38,7 @@ most five workers are alive at once.
 """
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -124,11 +125,20 @@ def parse_args(argv=None):
 def worker_environment(threads):
     """Every worker inherits these: Paddle's and numpy's math libraries read
     the thread counts at start-up (the runners and torch are also told
-    explicitly); the libraries' warnings would bury the progress lines."""
+    explicitly); MKL's code path as ``import paddleseg_ctx`` sets it, so
+    PaddleSeg's class runs on the same one as ours (``MKL_DEBUG_CPU_TYPE=``,
+    empty, times MKL's own choice); the libraries' warnings would bury the
+    progress lines.  Returns the MKL code path in effect."""
     for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
         os.environ[name] = str(threads)
+    # By file: importing the package would load Paddle in this process.
+    spec = importlib.util.spec_from_file_location(
+        'mkl_dispatch', os.path.join(bc.REPO, 'paddleseg_ctx', 'mkl_dispatch.py'))
+    mkl_dispatch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mkl_dispatch)
     os.environ.setdefault('GLOG_minloglevel', '2')
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
+    return mkl_dispatch.use_vector_code_path()
 
 
 def run_once(ctx, fn, *args):
@@ -583,6 +593,8 @@ def print_report(report):
                          for k, v in machine['versions'].items() if v)
     print('\nMachine: {} ({} cores), {} threads; {}'.format(
         machine['cpu'], machine['cores'], machine['threads'], versions))
+    print('MKL code path (MKL_DEBUG_CPU_TYPE): {}'.format(
+        machine.get('mkl_code_path') or "MKL's own choice"))
     gemm = report['gemm']
     print('GEMM peak ({0}x{0} float32 matmul, GFLOP/s): {1}'.format(
         gemm['n'], ', '.join('{} {:.1f}'.format(k[:-len('_gflops')], v)
@@ -641,10 +653,11 @@ def write_json(path, report):
 
 def main(argv=None):
     args = parse_args(argv)
-    worker_environment(args.threads)
+    mkl_code_path = worker_environment(args.threads)
     ctx = multiprocessing.get_context('spawn')
     started = time.time()
-    report = {'machine': machine_info(args.threads),
+    report = {'machine': dict(machine_info(args.threads),
+                              mkl_code_path=mkl_code_path or None),
               'settings': {k: v for k, v in vars(args).items() if k != 'json'},
               'families': {}, 'val': {}, 'slc': []}
     n = 1024 if args.quick else 4096
