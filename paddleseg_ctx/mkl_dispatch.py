@@ -16,13 +16,13 @@ import os
 
 VARIABLE = 'MKL_DEBUG_CPU_TYPE'
 
-# MKL 2019's code paths, the instruction sets each needs, best first.
-# 6 is the Xeon Phi path: its instructions (AVX-512 ER) do not exist on AMD
-# CPUs, and MKL's vector math dies there with SIGILL, so it is never used.
+# MKL 2019's code paths and the instruction sets each needs, best first:
+# 7 is AVX-512 (Skylake-SP), 5 is AVX2.  6 is the Xeon Phi path: its
+# instructions (AVX-512 ER) do not exist on AMD CPUs, and MKL's vector math
+# dies there with SIGILL, so it is never used.
 CODE_PATHS = (
-    ('7', 'AVX-512 (Skylake-SP)',
-     ('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl')),
-    ('5', 'AVX2', ('avx2', 'fma')),
+    ('7', ('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl')),
+    ('5', ('avx2', 'fma')),
 )
 
 
@@ -45,7 +45,7 @@ def code_path_for(cpuinfo_text):
     vendor, flags = read_cpuinfo(cpuinfo_text)
     if vendor != 'AuthenticAMD':
         return None
-    for value, _, needs in CODE_PATHS:
+    for value, needs in CODE_PATHS:
         if flags.issuperset(needs):
             return value
     return None

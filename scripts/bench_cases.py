@@ -18,8 +18,11 @@ own case needs, so its memory baseline holds nothing else.
 import copy
 import os
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from typing import NamedTuple, Optional
@@ -568,9 +571,6 @@ def fma_peak(threads):
     scripts/fma_peak.c per thread at once, built with the system's C compiler
     for this CPU.  No GEMM or convolution can run faster.  Without a
     compiler (or on a CPU without FMA) the result says why it is missing."""
-    import shutil
-    import subprocess
-    import tempfile
     compiler = next(filter(None, map(shutil.which, ('cc', 'gcc', 'clang'))),
                     None)
     if compiler is None:

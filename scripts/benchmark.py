@@ -12,8 +12,8 @@ activations and the runtime's buffers).  Multiply-adds are counted on our
 dygraph model (convolutions, linear layers, matmuls); GFLOP/s = 2 x MACs /
 time, against the machine's GEMM peak (the best of a 4096x4096 float32
 matmul in numpy, Paddle and ONNX Runtime) and its FMA peak (what the cores'
-vector units can do at all: scripts/fma_peak.c, one copy per thread).  Also: ``val`` over a generated
-data set with each backend (``python -m paddleseg_ctx.val --backend``), and
+vector units can do at all: scripts/fma_peak.c, one copy per thread).
+Also: ``val`` over a generated data set with each backend (``python -m paddleseg_ctx.val --backend``), and
 ISNet's vectorised semantic-level context against the per-class loop
 (scripts/bench_slc.py) at 150 classes.  Prints a table per family and the
 goals of issue 10 (met / short), and writes everything as JSON.
@@ -131,13 +131,14 @@ def worker_environment(threads):
     progress lines.  Returns the MKL code path in effect."""
     for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
         os.environ[name] = str(threads)
-    # By file: importing the package would load Paddle in this process.
-    spec = importlib.util.spec_from_file_location(
-        'mkl_dispatch', os.path.join(bc.REPO, 'paddleseg_ctx', 'mkl_dispatch.py'))
-    mkl_dispatch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mkl_dispatch)
     os.environ.setdefault('GLOG_minloglevel', '2')
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
+    # By file: importing the package would load Paddle in this process.
+    spec = importlib.util.spec_from_file_location(
+        'mkl_dispatch',
+        os.path.join(bc.REPO, 'paddleseg_ctx', 'mkl_dispatch.py'))
+    mkl_dispatch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mkl_dispatch)
     return mkl_dispatch.use_vector_code_path()
 
 
