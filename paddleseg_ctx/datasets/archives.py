@@ -51,10 +51,19 @@ def parallel(function, items, workers, desc):
                 bar.update(1)
         else:
             chunk = max(1, min(64, len(items) // (workers * 8)))
-            with multiprocessing.get_context('fork').Pool(workers) as pool:
+            # close + join, not terminate: Paddle, when imported, reports a
+            # terminated worker as a fatal error
+            pool = multiprocessing.get_context('fork').Pool(workers)
+            try:
                 for result in pool.imap_unordered(function, items, chunk):
                     results.append(result)
                     bar.update(1)
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
     finally:
         bar.close()
     return [r for r in results if r is not None]
@@ -177,10 +186,18 @@ def _extract_tar(archive, out_dir, patterns, download):
                 _copy_member(stream, os.path.join(out_dir, member.name))
                 if stream.tell() != member.size:
                     raise EOFError('member {} ends early'.format(member.name))
+            bar.update(size - bar.n)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise _damaged(archive, err, download) from None
     finally:
         bar.close()
+
+
+def _is_tar(path):
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError, zlib.error):
+        return False
 
 
 def extract(archive, out_dir, patterns, download):
@@ -195,8 +212,9 @@ def extract(archive, out_dir, patterns, download):
     os.makedirs(tmp)
     if zipfile.is_zipfile(archive):
         _extract_zip(archive, tmp, patterns, download)
-    elif archive.endswith('.zip'):
-        raise _damaged(archive, 'no zip directory at its end', download)
-    else:
+    elif _is_tar(archive):
         _extract_tar(archive, tmp, patterns, download)
+    else:
+        raise _damaged(archive, 'neither a complete zip file nor a tar '
+                       'archive', download)
     os.replace(tmp, out_dir)

@@ -51,6 +51,9 @@ def build_parser():
     check.add_argument('--workers', type=int,
                        help='reading processes (default: the CPU count, at '
                        'most 8)')
+    check.add_argument('--opts', nargs='+', metavar='KEY=VALUE',
+                       help='config overrides as for train, e.g. '
+                       'train_dataset.dataset_root=/data/cityscapes')
     commands.add_parser('synthetic', add_help=False,
                         help='write the synthetic demo data set (--root DIR '
                         '...; `synthetic --help` lists the flags)')
@@ -80,7 +83,7 @@ def _main(args):
                 fresh=args.fresh)
     elif args.command == 'check':
         from paddleseg_ctx.datasets.survey import check_config
-        if check_config(args.config, workers=args.workers):
+        if check_config(args.config, workers=args.workers, opts=args.opts):
             raise SystemExit(1)
     else:
         build_parser().print_help()
