@@ -361,12 +361,16 @@ def test_extracted_downloads(tmp_path):
     for archive in ('TrainVal_images.zip', 'TrainVal_parsing_annotations.zip'):
         with zipfile.ZipFile(str(tmp_path / 'dl' / archive)) as zf:
             zf.extractall(str(tmp_path / 'src'))
+    os.remove(tmp_path / 'src' / 'TrainVal_images' / 'val_id.txt')
     dst = str(tmp_path / 'LIP')
     assert prepare('lip', str(tmp_path / 'src'), dst, workers=1,
                    counts=counts) == counts
     for stem, label in raw['val'].items():
         np.testing.assert_array_equal(
             _png(os.path.join(dst, 'val_segmentations', stem + '.png')), label)
+    # a missing id list is written from the annotation file names
+    with open(os.path.join(dst, 'val_id.txt')) as f:
+        assert f.read().split() == sorted(raw['val'])
 
 
 # -------------------------------------------------------------------- check
@@ -478,3 +482,21 @@ def test_command_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(
         'error: ade20k: --src {} has neither ADEChallengeData2016.zip'.format(
             tmp_path / 'src'))
+
+
+def test_readme_data_section_names_each_download_and_command():
+    with open(os.path.join(REPO_ROOT, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    section = readme[readme.index('\n## Data\n'):]
+    section = section[:section.index('\n## ', 5)]
+    for name, info in official().items():
+        assert 'prepare {} '.format(name) in section
+        assert '--dst {}'.format(info['dataset_root']) in section
+        assert info['page'].split()[0] in section
+        for part in info['parts'].values():
+            assert '`{}`'.format(part['archive']) in section
+        train, val = (info['splits'][info['config_splits'][k]]
+                      for k in ('train', 'val'))
+        assert '{} / {}'.format(train, val) in section
+    assert 'datasets check --config configs/' in section
+    assert os.path.isfile(os.path.join(REPO_ROOT, 'docs', 'datasets.md'))

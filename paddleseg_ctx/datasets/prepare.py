@@ -416,9 +416,17 @@ def prepare(name, src, dst, workers=None, counts=None, fresh=False):
     info = official(name)
     workers = workers or min(8, os.cpu_count() or 1)
     src, dst = os.path.abspath(src), os.path.abspath(dst.rstrip('/\\'))
-    if os.path.exists(os.path.join(dst, STAMP)):
-        print('{} is already prepared ({}); nothing to do.'.format(dst, STAMP))
-        return verify(name, dst, counts, workers)
+    stamp = os.path.join(dst, STAMP)
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            done = yaml.safe_load(f)
+        if done.get('dataset') != name:
+            raise PrepareError('--dst {} holds the prepared {}, not {}; '
+                               'choose another --dst.'.format(
+                                   dst, done.get('dataset'), name))
+        print('{} is already prepared ({}); nothing to do. `check --config` '
+              'reads it through again.'.format(dst, STAMP))
+        return done['splits']
     if os.path.exists(dst) and os.listdir(dst):
         raise PrepareError(
             '--dst {} exists and was not written by prepare (it has no {}); '
@@ -437,8 +445,9 @@ def prepare(name, src, dst, workers=None, counts=None, fresh=False):
                                    extract_dir)
              for part_name, part in info['parts'].items()}
     BUILDERS[name](roots, partial, tmp, info, workers)
-    hint = '; if a download is incomplete, {}'.format('; '.join(
-        _download_hint(info, p) for p in info['parts'].values()))
+    hint = ('; if a download is incomplete, {} and run again with '
+            '--fresh'.format('; '.join(_download_hint(info, p)
+                                       for p in info['parts'].values())))
     found = verify(name, partial, counts, workers, download=hint)
     shutil.rmtree(extract_dir, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
