@@ -224,6 +224,20 @@ def test_official_counts_are_enforced(tmp_path):
     assert not (tmp_path / 'LIP').exists()
 
 
+def test_listed_file_missing_from_the_download(tmp_path):
+    counts, raw, _ = _downloads('cocostuff10k', tmp_path / 'dl')
+    missing = 'images/{}.jpg'.format(sorted(raw['test'])[0])
+    with zipfile.ZipFile(str(tmp_path / 'dl' / 'cocostuff-10k-v1.1.zip')) as zf:
+        zf.extractall(str(tmp_path / 'src'))
+    os.remove(tmp_path / 'src' / missing)
+    with pytest.raises(PrepareError, match=r'cocostuff10k: .*{} does not '
+                       r'exist, but the download lists it.*download '
+                       r'cocostuff-10k-v1\.1\.zip from https://github\.com/'
+                       r'nightrome/cocostuff10k'.format(missing)):
+        prepare('cocostuff10k', str(tmp_path / 'src'), str(tmp_path / 'out'),
+                workers=1, counts=counts)
+
+
 def _truncate(path, keep=0.6):
     data = open(path, 'rb').read()
     with open(path, 'wb') as f:

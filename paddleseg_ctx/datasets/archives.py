@@ -86,6 +86,9 @@ def place(source, path, tmp_dir):
     system allows, else a copy); an existing ``path`` is kept (restart)."""
     if os.path.exists(path):
         return
+    if not os.path.isfile(source):
+        raise PrepareError('{} does not exist, but the download lists it: '
+                           'the download is incomplete'.format(source))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         os.link(source, path)

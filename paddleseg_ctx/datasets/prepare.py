@@ -210,8 +210,8 @@ def _voc12aug(roots, out, tmp, info, workers):
         if not os.path.exists(target):
             if not os.path.exists(job[1]):
                 raise PrepareError(
-                    'voc12aug: {} is listed but {} does not exist; the '
-                    'download is incomplete.'.format(i, job[1]))
+                    '{} is listed but {} does not exist: the download is '
+                    'incomplete'.format(i, job[1]))
             jobs.append(job)
     parallel(_convert, jobs, workers, 'VOC/SBD -> SegmentationClassAug')
 
@@ -444,10 +444,14 @@ def prepare(name, src, dst, workers=None, counts=None, fresh=False):
     roots = {part_name: _find_part(name, info, part_name, part, src,
                                    extract_dir)
              for part_name, part in info['parts'].items()}
-    BUILDERS[name](roots, partial, tmp, info, workers)
     hint = ('; if a download is incomplete, {} and run again with '
             '--fresh'.format('; '.join(_download_hint(info, p)
                                        for p in info['parts'].values())))
+    try:
+        BUILDERS[name](roots, partial, tmp, info, workers)
+    except PrepareError as err:
+        raise PrepareError('{}: {}{}.'.format(name, str(err).rstrip('.'),
+                                              hint)) from None
     found = verify(name, partial, counts, workers, download=hint)
     shutil.rmtree(extract_dir, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
