@@ -25,9 +25,9 @@ __all__ = ['PrepareError', 'extract', 'locate', 'parallel', 'place',
            'progress', 'replace_with']
 
 
-class PrepareError(UserError):
-    """A download is missing, damaged or not the official one; the message
-    names the file and what to download."""
+class PrepareError(UserError, ValueError):
+    """A download (or a data file) is missing, damaged or not the official
+    one; the message names the file and what to download."""
 
 
 def progress(total, desc, unit='file'):

@@ -47,9 +47,10 @@ def official(name=None):
 
 
 # ------------------------------------------------------------------ reading
-def read_mat(path, variable, **options):
+def read_mat(path, variable, struct=False):
     """Variable ``variable`` of the MATLAB v5 file ``path`` (scipy's reader,
-    which only decodes data).  v7.3 files (HDF5) are refused: the releases
+    which only decodes data); ``struct``: a struct, as an object with one
+    attribute per field.  v7.3 files (HDF5) are refused: the releases
     are v5, and h5py is not used."""
     from scipy.io import loadmat
     from scipy.io.matlab import matfile_version
@@ -65,19 +66,21 @@ def read_mat(path, variable, **options):
             'archive, or re-save it in MATLAB with save(..., \'-v7\').'.format(
                 path))
     try:
-        data = loadmat(path, variable_names=[variable], **options)
+        data = loadmat(path, variable_names=[variable], squeeze_me=struct,
+                       struct_as_record=not struct)
     except Exception as err:  # noqa: BLE001
         raise PrepareError('{} cannot be read as a .mat file ({}); it is '
                            'truncated or damaged.'.format(path, err)) from None
     if variable not in data:
-        raise PrepareError('{} has no variable {!r}.'.format(path, variable))
+        raise PrepareError('{} has no variable "{}"; is it the file of the '
+                           'official release?'.format(path, variable))
     return data[variable]
 
 
 def sbd_label(path):
     """Class ids of an SBD ``cls/*.mat``: ``GTcls.Segmentation`` (0..20);
     the boundaries stored next to it are not used."""
-    gt = read_mat(path, 'GTcls', squeeze_me=True, struct_as_record=False)
+    gt = read_mat(path, 'GTcls', struct=True)
     if not hasattr(gt, 'Segmentation'):
         raise PrepareError('{}: GTcls has no field Segmentation; is it an SBD '
                            'cls/*.mat file?'.format(path))
