@@ -397,9 +397,11 @@ def test_check_reports_each_broken_case(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'train_dataset: LIP (mode train), 3 images' in out
     assert 'val_dataset: LIP (mode val), 2 images' in out
-    assert 'class pixel shares' in out
-    assert "the published lip result was trained and evaluated on the " \
-        "official split of 30462" in out
+    assert 'share of the pixels per class id' in out
+    assert out.count('warning: ') == 1
+    assert 'the published lip result used the official splits ' \
+        'train_dataset 30462, val_dataset 10000, but this run reads ' \
+        'train_dataset 3, val_dataset 2' in out
     train = sorted(raw['train'])
     val = sorted(raw['val'])
     # out of range, size mismatch, unreadable image, missing label
@@ -459,7 +461,12 @@ def test_startup_check(tmp_path, capsys):
     startup_check(LIP_CONFIG, train, val)
     out = capsys.readouterr().out
     assert 'train_dataset: 3 images; first' in out
-    assert out.count('WARNING') == 2 and 'official split of 30462' in out
+    assert out.count('WARNING') == 1
+    assert 'official splits train_dataset 30462, val_dataset 10000' in out
+    startup_check(LIP_CONFIG, train)  # val only with --do_eval
+    out = capsys.readouterr().out
+    assert 'official splits train_dataset 30462, but this run reads ' \
+        'train_dataset 3' in out
     other = str(tmp_path / 'mine.yml')  # not a zoo row: no warning
     shutil.copy(LIP_CONFIG, other)
     startup_check(other, train, val)

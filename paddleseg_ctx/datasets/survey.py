@@ -160,13 +160,12 @@ def check_config(config, workers=None, opts=None):
                                                  ' '.join(files[-1])))
         pixels, found = survey(dataset, where, workers)
         problems += found
-        print('  class pixel shares (of labelled pixels):')
+        print('  share of the pixels per class id:')
         print('\n'.join(_frequency_lines(pixels)))
-    sizes = published_sizes(config)
-    for where, dataset in sets.items():
-        warning = _size_warning(config, sizes, where, len(dataset.file_list))
-        if warning:
-            print('warning: ' + warning)
+    warning = _size_warning(config, published_sizes(config), {
+        where: len(dataset.file_list) for where, dataset in sets.items()})
+    if warning:
+        print('warning: ' + warning)
     if problems:
         print('{} problem(s):'.format(len(problems)))
         for line in problems:
@@ -196,20 +195,28 @@ def published_sizes(config):
     }
 
 
-def _size_warning(config, sizes, where, count):
-    if sizes is None or sizes[1][where] == count:
+def _size_warning(config, sizes, counts):
+    """One line when ``counts`` (data set -> images) differ from the
+    official split sizes of ``config``'s published row, else None."""
+    if sizes is None:
         return None
-    return ('{}: {} has {} images, but the published {} result was '
-            'trained and evaluated on the official split of {}; a run on '
-            'this data will not reproduce it (README, Data).'.format(
-                config, where, count, sizes[0], sizes[1][where]))
+    name, official = sizes
+    wrong = [where for where in counts if counts[where] != official[where]]
+    if not wrong:
+        return None
+    return ('{}: the published {} result used the official splits {}, but '
+            'this run reads {}; it will not reproduce the published number '
+            '(README, Data).'.format(
+                config, name, ', '.join('{} {}'.format(w, official[w])
+                                        for w in counts),
+                ', '.join('{} {}'.format(w, counts[w]) for w in counts)))
 
 
 def startup_check(config, train_dataset, val_dataset=None):
     """What ``train`` checks before its first step: each data set has
     images, its first and last files exist, and a published row's config
     reads data sets of the official split sizes (else one warning)."""
-    sizes = published_sizes(config)
+    sizes, counts = published_sizes(config), {}
     for where, dataset in (('train_dataset', train_dataset),
                            ('val_dataset', val_dataset)):
         files = getattr(dataset, 'file_list', None)
@@ -230,6 +237,7 @@ def startup_check(config, train_dataset, val_dataset=None):
                         '{}`.'.format(where, path, config))
         logger.info('{}: {} images; first {}, last {}'.format(
             where, len(files), files[0][0], files[-1][0]))
-        warning = _size_warning(config, sizes, where, len(files))
-        if warning:
-            logger.warning(warning)
+        counts[where] = len(files)
+    warning = _size_warning(config, sizes, counts)
+    if warning:
+        logger.warning(warning)
