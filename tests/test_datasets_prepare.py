@@ -202,6 +202,8 @@ def test_published_configs_read_the_prepared_folder(name, tmp_path):
             assert len(dataset) == counts[info['config_splits'][key]]
             sample = dataset[len(dataset) - 1]  # the config's transforms
             assert sample['img'].ndim == 3
+        assert check_config(os.path.join(REPO_ROOT, config), workers=1,
+                            opts=_opts(dst)) == []
 
 
 # ------------------------------------------------------------------- refused
