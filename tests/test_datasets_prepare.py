@@ -220,7 +220,10 @@ def test_missing_archive_names_it_and_where_to_download(tmp_path):
 def test_official_counts_are_enforced(tmp_path):
     layouts.write_lip_downloads(str(tmp_path / 'src'))
     with pytest.raises(PrepareError, match=r'train split: 3 images, but the '
-                       r'official split has 30462.*TrainVal_images\.zip'):
+                       r'official split has 30462.(.|\n)*download TrainVal_'
+                       r'images\.zip and TrainVal_parsing_annotations\.zip '
+                       r'from http://sysu-hcp\.net/lip/overview\.php again '
+                       r'and run with --fresh'):
         prepare('lip', str(tmp_path / 'src'), str(tmp_path / 'LIP'),
                 workers=1)
     assert not (tmp_path / 'LIP').exists()
@@ -258,7 +261,10 @@ def test_truncated_archive_is_refused(name, archive, tmp_path):
         prepare(name, str(tmp_path / 'src'), str(tmp_path / 'out'),
                 workers=1, counts=counts)
     text = str(err.value)
-    assert archive in text and official(name)['page'].split()[0] in text
+    info = official(name)
+    page = [p.get('page', info['page']) for p in info['parts'].values()
+            if p['archive'] == archive][0]
+    assert archive in text and page in text
     assert 'truncated' in text or 'incomplete' in text
     assert not (tmp_path / 'out').exists()
 
@@ -515,9 +521,9 @@ def test_readme_data_section_names_each_download_and_command():
     for name, info in official().items():
         assert 'prepare {} '.format(name) in section
         assert '--dst {}'.format(info['dataset_root']) in section
-        assert info['page'].split()[0] in section
         for part in info['parts'].values():
             assert '`{}`'.format(part['archive']) in section
+            assert part.get('page', info['page']) in section
         train, val = (info['splits'][info['config_splits'][k]]
                       for k in ('train', 'val'))
         assert '{} / {}'.format(train, val) in section

@@ -360,7 +360,8 @@ def _check_pair(job):
 def verify(name, root, counts=None, workers=1, download=''):
     """Check a prepared ``root``: the split sizes (``counts``, default the
     official ones), every image with a readable label of its size, label
-    values in range.  Raises PrepareError listing what is wrong."""
+    values in range.  Raises PrepareError listing what is wrong, then
+    ``download`` (what to do about it)."""
     info = official(name)
     counts = counts or info['splits']
     pairs, problems = list_pairs(name, root)
@@ -368,8 +369,7 @@ def verify(name, root, counts=None, workers=1, download=''):
         found = len(pairs.get(split, []))
         if found != expected:
             problems.insert(0, '{} split: {} images, but the official split '
-                            'has {}{}.'.format(
-                                split, found, expected, download))
+                            'has {}.'.format(split, found, expected))
     low, high = info['label_values']
     jobs = [(i, l, low, high, info['ignore']) for split in pairs
             for i, l in pairs[split]]
@@ -378,21 +378,28 @@ def verify(name, root, counts=None, workers=1, download=''):
         shown = problems[:10]
         if len(problems) > 10:
             shown.append('... and {} more.'.format(len(problems) - 10))
-        raise PrepareError('{} in {}: {} problem(s):\n  {}'.format(
-            name, root, len(problems), '\n  '.join(shown)))
+        raise PrepareError('{} in {}: {} problem(s):\n  {}{}'.format(
+            name, root, len(problems), '\n  '.join(shown),
+            '\n' + download if download else ''))
     return {split: len(p) for split, p in pairs.items()}
 
 
 # ------------------------------------------------------------------ prepare
-def _download_hint(info, part):
-    return 'download {} from {}'.format(part['archive'], info['page'])
+def _download_hint(info, parts):
+    """'download A and B from PAGE' for ``parts`` (grouped by page)."""
+    pages = {}
+    for part in parts:
+        pages.setdefault(part.get('page', info['page']), []).append(
+            part['archive'])
+    return '; '.join('download {} from {}'.format(' and '.join(names), page)
+                     for page, names in pages.items())
 
 
 def _find_part(name, info, part_name, part, src, extract_dir):
     """The folder of one part: extracted from its archive in ``src``, or
     found already extracted in ``src``."""
     archive = os.path.join(src, part['archive'])
-    hint = _download_hint(info, part)
+    hint = _download_hint(info, [part])
     if os.path.isfile(archive):
         out = os.path.join(extract_dir, part_name)
         extract(archive, out, part['extract'], hint)
@@ -447,15 +454,15 @@ def prepare(name, src, dst, workers=None, counts=None, fresh=False):
     roots = {part_name: _find_part(name, info, part_name, part, src,
                                    extract_dir)
              for part_name, part in info['parts'].items()}
-    hint = ('; if a download is incomplete, {} and run again with '
-            '--fresh'.format('; '.join(_download_hint(info, p)
-                                       for p in info['parts'].values())))
+    again = '{} again and run with --fresh'.format(
+        _download_hint(info, info['parts'].values()))
     try:
         BUILDERS[name](roots, partial, tmp, info, workers)
     except PrepareError as err:
-        raise PrepareError('{}: {}{}.'.format(name, str(err).rstrip('.'),
-                                              hint)) from None
-    found = verify(name, partial, counts, workers, download=hint)
+        raise PrepareError('{}: {}; if a download is incomplete, {}.'.format(
+            name, str(err).rstrip('.'), again)) from None
+    found = verify(name, partial, counts, workers,
+                   download='If a download is incomplete, {}.'.format(again))
     shutil.rmtree(extract_dir, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     with open(os.path.join(partial, STAMP), 'w') as f:
