@@ -249,14 +249,15 @@ def _truncate(path, keep=0.6):
         f.write(data[:int(len(data) * keep)])
 
 
-@pytest.mark.parametrize('name,archive', [
-    ('cityscapes', 'gtFine_trainvaltest.zip'),
-    ('voc12aug', 'VOCtrainval_11-May-2012.tar'),
-    ('voc12aug', 'benchmark.tgz'),
+@pytest.mark.parametrize('name,archive,keep', [
+    ('cityscapes', 'gtFine_trainvaltest.zip', 0.6),
+    ('voc12aug', 'VOCtrainval_11-May-2012.tar', 0.6),  # at a header
+    ('voc12aug', 'VOCtrainval_11-May-2012.tar', 0.55),  # inside a member
+    ('voc12aug', 'benchmark.tgz', 0.6),
 ])
-def test_truncated_archive_is_refused(name, archive, tmp_path):
+def test_truncated_archive_is_refused(name, archive, keep, tmp_path):
     counts, _, _ = _downloads(name, tmp_path / 'src')
-    _truncate(str(tmp_path / 'src' / archive))
+    _truncate(str(tmp_path / 'src' / archive), keep=keep)
     with pytest.raises(PrepareError) as err:
         prepare(name, str(tmp_path / 'src'), str(tmp_path / 'out'),
                 workers=1, counts=counts)
@@ -265,7 +266,7 @@ def test_truncated_archive_is_refused(name, archive, tmp_path):
     page = [p.get('page', info['page']) for p in info['parts'].values()
             if p['archive'] == archive][0]
     assert archive in text and page in text
-    assert 'truncated' in text or 'incomplete' in text
+    assert 'is truncated or damaged' in text
     assert not (tmp_path / 'out').exists()
 
 

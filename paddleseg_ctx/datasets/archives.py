@@ -189,8 +189,11 @@ def _extract_tar(archive, out_dir, patterns, download):
                 _copy_member(stream, os.path.join(out_dir, member.name))
                 if stream.tell() != member.size:
                     raise EOFError('member {} ends early'.format(member.name))
-            if tf.fileobj is raw and tf.offset > size:  # uncompressed
-                raise EOFError('it ends inside a member')
+            if tf.fileobj is raw:  # uncompressed: ends with zero blocks
+                raw.seek(tf.offset)
+                if len(raw.read(tarfile.BLOCKSIZE)) < tarfile.BLOCKSIZE:
+                    raise EOFError('it ends without the end-of-archive '
+                                   'blocks')
             bar.update(size - bar.n)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise _damaged(archive, err, download) from None
