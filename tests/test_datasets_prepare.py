@@ -304,7 +304,8 @@ def test_malicious_member_is_refused(member, kind, tmp_path):
                        r'refusing'):
         prepare('lip', str(src), str(tmp_path / 'deep' / 'LIP'), workers=1)
     assert not list(tmp_path.rglob('evil.txt'))
-    assert not os.path.exists('/tmp/evil.txt') or member != '/tmp/evil.txt'
+    if member.startswith('/'):
+        assert not os.path.exists(member)
 
 
 def test_link_member_is_refused(tmp_path):
