@@ -21,6 +21,7 @@ from paddleseg.utils import logger, utils
 
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.cli.config_checks import ConfigError
+from paddleseg_ctx.datasets.survey import startup_check
 from paddleseg_ctx.errors import run
 from paddleseg_ctx.training.batch_norm import refuse_single_value_batch_norm
 from paddleseg_ctx.training.checkpoints import checkpoint_problem
@@ -155,6 +156,8 @@ def main(argv=None):
     model = utils.convert_sync_batchnorm(builder.model, args.device)
     refuse_single_value_batch_norm(model)
     train_dataset = builder.train_dataset
+    startup_check(args.config, train_dataset,
+                  builder.val_dataset if args.do_eval else None)
     if args.repeats > 1:
         train_dataset.file_list *= args.repeats
     if args.save_rank_weights:

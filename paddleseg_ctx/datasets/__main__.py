@@ -1,4 +1,6 @@
-"""``python -m paddleseg_ctx.datasets --root DIR ...``: write the synthetic data set."""
-from paddleseg_ctx.datasets.synthetic import main
+"""``python -m paddleseg_ctx.datasets {prepare,check,synthetic} ...``
+(``--root DIR ...`` alone: synthetic); see ``command.py``."""
+from paddleseg_ctx.datasets.command import main
+from paddleseg_ctx.errors import run
 
-main()
+run(main)

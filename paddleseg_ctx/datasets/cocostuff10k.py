@@ -5,8 +5,8 @@ import numpy as np
 from paddleseg.cvlibs import manager
 from paddleseg.datasets import Dataset
 from paddleseg.transforms import Compose
-from scipy import io as sio
 
+from paddleseg_ctx.datasets.prepare import read_mat
 from paddleseg_ctx.registry import register
 
 __all__ = ['CocoStuff10k', 'load_cocostuff10k_label']
@@ -16,11 +16,7 @@ def load_cocostuff10k_label(path, ignore_index=255):
     """Train ids of one ``.mat`` annotation: its variable ``S`` holds
     0 (unlabeled) and classes 1..182; 0 becomes ``ignore_index`` and k
     becomes k - 1 (any other value, none in the release, is ignored)."""
-    try:
-        raw = sio.loadmat(path, variable_names=['S'])['S']
-    except KeyError:
-        raise ValueError('{} has no variable "S"; is it a COCO-Stuff-10k v1.1 '
-                         'annotation?'.format(path)) from None
+    raw = read_mat(path, 'S')  # v5 only: a v7.3 file is refused
     k = CocoStuff10k.NUM_CLASSES
     lut = np.full(k + 2, ignore_index, np.uint8)  # index k + 1: out of range
     lut[1:k + 1] = np.arange(k)
