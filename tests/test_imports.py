@@ -131,6 +131,24 @@ def test_package_has_no_import_cycle():
         for group in groups)
 
 
+def reachable(graph, start):
+    """The modules ``start`` imports, directly or not."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_weights_import_no_command_zoo_or_evaluation_module():
+    graph = import_graph(ROOT, PACKAGE)
+    above = [m for m in reachable(graph, 'paddleseg_ctx.weights')
+             if m.split('.')[1] in ('cli', 'evaluation', 'zoo', 'models', 'training')]
+    assert not above, above
+    assert 'paddleseg_ctx.weights.torch_file' in reachable(graph, 'paddleseg_ctx.weights')
+
+
 def write_package(root, files):
     for name, text in files.items():
         path = root / name
