@@ -5,6 +5,8 @@ anywhere in it, at module level or inside a function, is an edge to the
 paddleseg_ctx module it names.  ``from package import name`` is an edge to
 ``package.name`` when that is a module, else to ``package``.  A parent
 package is not an edge: Python initialises it before any of its modules.
+An import by a computed name (``importlib.import_module``, as in
+``deploy/__init__.py``'s lazy names) is not seen.
 """
 import ast
 import os
