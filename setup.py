@@ -36,7 +36,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.8',
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
-    package_data={'paddleseg_ctx.converters': ['keymaps/*.yml'],
+    package_data={'paddleseg_ctx.weights': ['keymaps/*.yml'],
                   'paddleseg_ctx.datasets': ['official.yml']},
     install_requires=INSTALL_REQUIRES,
     extras_require={

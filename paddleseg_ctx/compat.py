@@ -11,7 +11,7 @@ PaddleSeg/Paddle is fixed), and can be reverted::
     compat.FIXES['metrics_0d_concat'].revert()
 
 ``pretrained_offline`` is not a version fix but our download policy: it routes
-PaddleSeg's pretrained-weight loading through ``paddleseg_ctx.pretrained``.
+PaddleSeg's pretrained-weight loading through ``paddleseg_ctx.weights.fetch``.
 ``apply_all()`` runs on ``import paddleseg_ctx``.
 """
 import importlib
@@ -26,7 +26,7 @@ from paddleseg.deploy.infer import DeployConfig
 from paddleseg.models.losses import CrossEntropyLoss, OhemCrossEntropyLoss
 from paddleseg.utils import metrics
 
-from paddleseg_ctx import pretrained
+from paddleseg_ctx.weights import fetch
 
 __all__ = ['Fix', 'FIXES', 'apply_all', 'applied', 'revert_all']
 
@@ -281,11 +281,11 @@ FIXES = {fix.name: fix for fix in [
         _loader_thread_hangs,
         [(dataloader_iter._DataLoaderIterSingleProcess, '_thread_loop', _thread_loop_reporting),
          (dataloader_iter._DataLoaderIterSingleProcess, '__next__', _next_reraising)]),
-    # Not a version fix but our download policy, so always on (see paddleseg_ctx.pretrained).
+    # Not a version fix but our download policy, so always on (see paddleseg_ctx.weights.fetch).
     Fix('pretrained_offline',
         'PaddleSeg downloads wait 15 s, leave .download.lock files and give no offline hint',
         lambda: True,
-        pretrained.PADDLESEG_PATCHES),
+        fetch.PADDLESEG_PATCHES),
 ]}
 
 

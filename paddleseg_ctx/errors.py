@@ -12,12 +12,35 @@ inference engine only) uses it too.
 import argparse
 import sys
 
-__all__ = ['ArgumentParser', 'UserError', 'run', 'user_error']
+__all__ = ['ArgumentParser', 'UserError', 'WeightsError', 'PretrainedDownloadError',
+           'ConversionError', 'TorchReadError', 'run', 'user_error', 'shown']
 
 
 class UserError(Exception):
     """Base of the errors whose message names the culprit (file, key, value)
     and what to do: weights, configs, data samples, images, training stops."""
+
+
+class WeightsError(UserError, RuntimeError):
+    """Weights could not be found, fetched or matched to a model."""
+
+
+class PretrainedDownloadError(WeightsError):
+    """Pretrained weights could not be downloaded."""
+
+
+class ConversionError(WeightsError):
+    """A checkpoint cannot be converted (or a key map file is malformed)."""
+
+
+class TorchReadError(WeightsError):
+    """A file could not be read as a PyTorch checkpoint."""
+
+
+def shown(keys, limit=10):
+    """The first ``limit`` of ``keys``, comma-separated, for messages."""
+    keys = list(keys)
+    return ', '.join(keys[:limit]) + (', ...' if len(keys) > limit else '')
 
 
 class ArgumentParser(argparse.ArgumentParser):

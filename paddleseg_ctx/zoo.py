@@ -11,6 +11,7 @@ types or values, config files that do not exist).
 """
 import os
 from typing import Callable, NamedTuple, Union
+from urllib.parse import unquote, urlparse
 
 import yaml
 
@@ -18,7 +19,7 @@ from paddleseg_ctx.evaluation.protocol import (COLUMNS, protocol_for,
                                                source_mismatches)
 
 __all__ = ['ZOO_FILE', 'ZooError', 'find_entry', 'is_published', 'load_zoo',
-           'validate_zoo']
+           'validate_zoo', 'zoo_config']
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
@@ -255,3 +256,16 @@ def find_entry(config, path=ZOO_FILE):
                                   entry['note'].rstrip('.')))
         return entry
     return None
+
+
+def zoo_config(checkpoint):
+    """The config of the ``configs/model_zoo.yml`` entry whose published
+    weights file has the name of ``checkpoint``, or None."""
+    name = os.path.basename(checkpoint)
+    try:
+        entries = load_zoo()
+    except (OSError, ZooError):  # e.g. an installed package without configs/
+        return None
+    configs = [e['config'] for e in entries
+               if unquote(urlparse(e['weights']).path).split('/')[-1] == name]
+    return os.path.join(REPO_ROOT, configs[0]) if len(configs) == 1 else None

@@ -243,8 +243,7 @@ def prepare(family_name, workdir, quick, sizes, export):
     ``val --backend paddle`` decides (where it gives the plain output).
     """
     import paddle
-    from paddleseg_ctx.converters import convert_checkpoint
-    from paddleseg_ctx.weights import check_state_dict
+    from paddleseg_ctx.weights import check_state_dict, convert_checkpoint
     _tests_on_path()
     from model_checks import randomize
 

@@ -1,4 +1,4 @@
-"""paddleseg_ctx.converters: PyTorch checkpoints read without PyTorch, key maps,
+"""paddleseg_ctx.weights: PyTorch checkpoints read without PyTorch, key maps,
 ``python -m paddleseg_ctx.convert`` and ``.pth`` weights for --model_path /
 pretrained.
 
@@ -23,10 +23,12 @@ from paddleseg.utils import seg_env
 from cli_utils import (build_model, logits, make_data, mean_iou, normalized_image,
                        run_cli, save_random_weights, val_samples, write_config)
 from reference_imports import import_mmseg, import_ssseg, import_torch
-from paddleseg_ctx import converters, deploy, pretrained, zoo
+from paddleseg_ctx import deploy, zoo
+from paddleseg_ctx import weights as converters
 from paddleseg_ctx.cli import convert as convert_cli
-from paddleseg_ctx.converters import ConversionError, TorchReadError, torch_pickle
-from paddleseg_ctx.weights import WeightsError
+from paddleseg_ctx.errors import ConversionError, TorchReadError, WeightsError
+from paddleseg_ctx.weights import fetch as pretrained
+from paddleseg_ctx.weights import torch_file as torch_pickle
 
 FORMATS = {'zip': True, 'legacy': False}  # _use_new_zipfile_serialization
 BN = ('weight', 'bias', '_mean', '_variance')
@@ -168,7 +170,7 @@ class BlockTorch(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, BlockTorch())  # `import torch` fails from here on
 import numpy as np
-from paddleseg_ctx.converters import torch_pickle
+from paddleseg_ctx.weights import torch_file as torch_pickle
 
 folder = sys.argv[1]
 for fmt in ('zip', 'legacy'):
@@ -637,7 +639,7 @@ def test_val_and_export_accept_a_pth(torch, tmp_path, tiny, maps, monkeypatch):
 
 def test_predict_loader_and_backbone_pretrained_accept_a_pth(torch, tmp_path, maps, cache, tiny):
     # predict loads through PaddleSeg's load_entire_model, backbones through
-    # load_pretrained_model: both reach paddleseg_ctx.pretrained.local_file.
+    # load_pretrained_model: both reach paddleseg_ctx.weights.fetch.local_file.
     _, _, config, _, state = tiny
     pth = save(torch, torch_style(torch, state), tmp_path / 'whole.pth')
     model = build_model(config)

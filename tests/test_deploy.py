@@ -321,7 +321,7 @@ class Guard(importlib.abc.MetaPathFinder):
 
 PACKAGE = {{'paddleseg_ctx', 'paddleseg_ctx.version', 'paddleseg_ctx.infer',
             'paddleseg_ctx.mkl_dispatch',  # standard library only
-            'paddleseg_ctx.errors',
+            'paddleseg_ctx.errors', 'paddleseg_ctx.files',  # standard library only
             'paddleseg_ctx.cli', 'paddleseg_ctx.cli.infer',
             'paddleseg_ctx.deploy', 'paddleseg_ctx.deploy.config',
             'paddleseg_ctx.deploy.backends', 'paddleseg_ctx.deploy.visualize'}}

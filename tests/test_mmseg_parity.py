@@ -18,8 +18,8 @@ import yaml
 
 import paddleseg_ctx  # noqa: F401
 from paddleseg_ctx.backbones import ResNet50_v1c, ResNet101_v1c
-from paddleseg_ctx.converters import convert_checkpoint
 from paddleseg_ctx.models.gcnet import CtxGCNet
+from paddleseg_ctx.weights import convert_checkpoint
 from model_checks import PARITY_INPUTS, assert_logits_close
 from reference_imports import import_mmseg, import_torch
 

@@ -1,4 +1,4 @@
-"""paddleseg_ctx.pretrained: offline-friendly pretrained weights, for our
+"""paddleseg_ctx.weights.fetch: offline-friendly pretrained weights, for our
 ``fetch`` and for PaddleSeg's own backbone/model ``pretrained`` loading.
 Network use is limited to 127.0.0.1 (a closed port and a local HTTP server)."""
 import contextlib
@@ -17,8 +17,9 @@ import requests
 from paddleseg.utils import seg_env
 
 from reference_imports import import_torch
-from paddleseg_ctx import compat, pretrained, weights
-from paddleseg_ctx.pretrained import PretrainedDownloadError
+from paddleseg_ctx import compat, weights
+from paddleseg_ctx.errors import PretrainedDownloadError
+from paddleseg_ctx.weights import fetch as pretrained
 
 UNREACHABLE = 'http://127.0.0.1:9/'  # discard port: closed, refuses at once
 

@@ -21,7 +21,6 @@ from paddleseg.utils import utils as paddleseg_utils
 
 from paddleseg_ctx.cli.config_checks import Builder, ConfigError, read_config
 from paddleseg_ctx.errors import ArgumentParser
-from paddleseg_ctx.weights import load_model_weights
 
 DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
 
@@ -143,10 +142,6 @@ def parse_args(parser, argv=None):
         if item.count('=') != 1:
             parser.error('--opts {}: expected KEY=VALUE, e.g. '
                          'batch_size=4.'.format(item))
-    model_path = getattr(args, 'model_path', None)
-    if model_path and '://' not in model_path and not os.path.exists(
-            model_path):
-        parser.error('--model_path {}: no such file.'.format(model_path))
     if getattr(args, 'is_slide', False) and not (args.crop_size and
                                                  args.stride):
         parser.error('--is_slide needs --crop_size W H and --stride W H.')
@@ -218,8 +213,8 @@ def merge_test_config(cfg, args, switch):
 def entire_model_loading(loader):
     """Within the block, PaddleSeg's ``load_entire_model`` (which
     ``paddleseg.core.predict`` calls on ``--model_path``) is ``loader``, e.g.
-    :func:`load_weights`: strict, and loaded once, instead of skipping
-    mismatched tensors with a warning."""
+    :func:`paddleseg_ctx.weights.load_trained_weights`: strict, and loaded
+    once, instead of skipping mismatched tensors with a warning."""
     original = paddleseg_utils.load_entire_model
     paddleseg_utils.load_entire_model = loader
     try:
@@ -227,15 +222,3 @@ def entire_model_loading(loader):
     finally:
         paddleseg_utils.load_entire_model = original
 
-
-def load_weights(model, model_path):
-    """Load ``--model_path`` into ``model`` strictly: unlike PaddleSeg's
-    loader, which skips mismatched tensors with a warning (and an evaluation
-    then reports a meaningless mIoU), every key and shape must match.  Warn
-    loudly when no weights are given."""
-    if model_path:
-        load_model_weights(model, model_path)
-        logger.info('Loaded trained weights from {}.'.format(model_path))
-    else:
-        logger.warning('No --model_path given: using the weights the config '
-                       'builds (random or pretrained backbone only).')

@@ -13,8 +13,7 @@ import os
 
 from paddleseg.utils import logger
 
-from paddleseg_ctx import converters
-from paddleseg_ctx.cli import common
+from paddleseg_ctx import weights, zoo
 from paddleseg_ctx.errors import ArgumentParser, run
 
 
@@ -22,7 +21,7 @@ def build_parser():
     parser = ArgumentParser(
         prog='python -m paddleseg_ctx.convert',
         description='Convert a PyTorch checkpoint to Paddle weights; the key map '
-        'is chosen from the checkpoint\'s keys (paddleseg_ctx/converters/keymaps).')
+        'is chosen from the checkpoint\'s keys (paddleseg_ctx/weights/keymaps).')
     parser.add_argument(
         'src', metavar='SRC', help='PyTorch checkpoint (.pth) written by torch.save.')
     parser.add_argument(
@@ -41,17 +40,17 @@ def build_parser():
 
 
 def main(argv=None):
-    """Returns the :class:`paddleseg_ctx.converters.Conversion`."""
+    """Returns the :class:`paddleseg_ctx.weights.Conversion`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not os.path.isfile(args.src):
         parser.error('SRC {}: no such file.'.format(args.src))
     if args.config and not os.path.isfile(args.config):
         parser.error('--config {}: no such file.'.format(args.config))
-    config = args.config or converters.zoo_config(args.src)
-    result = converters.convert(args.src, config)
+    config = args.config or zoo.zoo_config(args.src)
+    result = weights.convert(args.src, config)
     report(result, args)
-    converters.save_converted(result.state, args.dst)
+    weights.save_converted(result.state, args.dst)
     logger.info('Saved {} tensors to {}.'.format(len(result.state), args.dst))
     return result
 

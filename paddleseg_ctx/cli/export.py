@@ -16,6 +16,7 @@ from paddleseg_ctx.cli.config_checks import ConfigError
 from paddleseg_ctx.deploy.config import Compose
 from paddleseg_ctx.deploy.export import FORMATS, export_model
 from paddleseg_ctx.errors import run
+from paddleseg_ctx.weights import load_trained_weights
 
 
 def build_parser():
@@ -85,7 +86,7 @@ def main(argv=None):
                        'export: {}'.format(err))
 
     model = builder.model
-    common.load_weights(model, args.model_path)
+    load_trained_weights(model, args.model_path)
     yaml_file = export_model(model, args.save_dir, transforms, args.format,
                              args.input_shape, args.output_op,
                              args.opset_version)

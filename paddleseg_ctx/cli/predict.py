@@ -14,6 +14,7 @@ from paddleseg_ctx.cli import common
 from paddleseg_ctx.datasets.checks import CheckedCompose
 from paddleseg_ctx.errors import run
 from paddleseg_ctx.evaluation import exported
+from paddleseg_ctx.weights import load_trained_weights
 
 # test_config keys of val that paddleseg.core.predict does not accept.
 _EVAL_ONLY_KEYS = ('aug_eval', 'auc_roc')
@@ -67,10 +68,9 @@ def main(argv=None):
     except (OSError, RuntimeError) as err:  # e.g. a directory without images
         parser.error('--image_path {}: {}'.format(args.image_path, err))
     logger.info('The number of images: {}'.format(len(image_list)))
-    model, load = builder.model, common.load_weights
+    model, load = builder.model, load_trained_weights
     if args.backend != 'dygraph':
-        model = exported.load_model(builder, args.model_path, args.backend,
-                                    common.load_weights)
+        model = exported.load_model(builder, args.model_path, args.backend)
         load = _weights_in_program
     # Each image is checked as it is read: a file that is no image ends the
     # run with its name (PaddleSeg's reader fails with an AttributeError).

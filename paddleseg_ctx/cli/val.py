@@ -73,8 +73,7 @@ def main(argv=None, zoo_file=ZOO_FILE):
     utils.set_device(args.device)
     common.apply_data_format(cfg, args.data_format)
 
-    model = exported.load_model(builder, args.model_path, args.backend,
-                                common.load_weights)
+    model = exported.load_model(builder, args.model_path, args.backend)
     if entry is None:
         test_config = common.merge_test_config(cfg, args, 'aug_eval')
         if args.auc_roc:  # PaddleSeg 2.8 parses --auc_roc but never uses it

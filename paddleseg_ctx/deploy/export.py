@@ -15,6 +15,7 @@ import paddle
 import yaml
 
 from paddleseg_ctx.deploy.config import find_model_file
+from paddleseg_ctx.files import atomic_write
 
 __all__ = ['FORMATS', 'OutputOp', 'to_static', 'save_inference_model',
            'export_onnx', 'export_model', 'write_deploy_yaml']
@@ -106,13 +107,7 @@ def export_onnx(model_file, params_file, save_file, opset_version=11):
                            'logged above).'.format(model_file)) from err
     onnx_model = onnx.load_from_string(model_bytes)
     _restore_program_attributes(onnx_model, model_file)
-    tmp = '{}.{}.tmp'.format(save_file, os.getpid())
-    try:
-        onnx.save(onnx_model, tmp)
-        os.replace(tmp, save_file)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(save_file, lambda tmp: onnx.save(onnx_model, tmp))
     return save_file
 
 
@@ -194,10 +189,12 @@ def write_deploy_yaml(save_dir, transforms, model_file=None,
         'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
     })
     path = os.path.join(save_dir, 'deploy.yaml')
-    tmp = '{}.{}.tmp'.format(path, os.getpid())
-    with open(tmp, 'w') as f:
-        yaml.safe_dump({'Deploy': deploy}, f, sort_keys=False)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            yaml.safe_dump({'Deploy': deploy}, f, sort_keys=False)
+
+    atomic_write(path, write)
     return path
 
 

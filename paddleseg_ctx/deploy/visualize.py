@@ -1,12 +1,13 @@
 """PaddleSeg's prediction pictures without PIL: palette PNGs whose pixel
 values are the class ids, and the image blended with the class colours
 (``paddleseg/utils/visualize.py``, ``core/predict.py``)."""
-import os
 import struct
 import zlib
 
 import cv2
 import numpy as np
+
+from paddleseg_ctx.files import atomic_write
 
 __all__ = ['color_map', 'palette_png', 'overlay', 'write_file']
 
@@ -56,12 +57,9 @@ def overlay(image, label, colors, weight=0.6):
 
 def write_file(path, data):
     """Write ``data`` (bytes) to ``path`` atomically, creating its folder."""
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = '{}.{}.tmp'.format(path, os.getpid())
-    try:
+
+    def write(tmp):
         with open(tmp, 'wb') as f:
             f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)

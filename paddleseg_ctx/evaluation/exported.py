@@ -33,7 +33,9 @@ from paddleseg_ctx.deploy.backends import (InferenceRunner, OnnxRunner,
 from paddleseg_ctx.deploy.config import DeployConfig, find_model_file
 from paddleseg_ctx.deploy.export import export_onnx, save_inference_model
 from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.version import __version__
+from paddleseg_ctx.weights import load_trained_weights
 
 __all__ = ['BACKENDS', 'BACKEND_HELP', 'BackendError', 'ExportedModel',
            'ExportedRawModel', 'load_model']
@@ -121,8 +123,7 @@ class _RawLogits(paddle.nn.Layer):
         return self.model.raw_logits(x)
 
 
-def load_model(builder, model_path, backend, load_weights, cpu_threads=None,
-               cache_dir=None):
+def load_model(builder, model_path, backend, cpu_threads=None, cache_dir=None):
     """The model val and predict run.
 
     Args:
@@ -130,7 +131,6 @@ def load_model(builder, model_path, backend, load_weights, cpu_threads=None,
         model_path (str|None): ``--model_path``: weights, or (not with
             dygraph) an export directory or its ``deploy.yaml``.
         backend (str): One of :data:`BACKENDS`.
-        load_weights: ``load_weights(model, model_path)`` loads the weights.
         cpu_threads (int|None): Backend threads on CPU; None: one per core.
         cache_dir (str|None): Export cache; None:
             ``<SEG_HOME>/exported``.
@@ -155,7 +155,7 @@ def load_model(builder, model_path, backend, load_weights, cpu_threads=None,
     if deploy_yaml:
         return _from_export_dir(builder, deploy_yaml, backend, cpu_threads)
     model = builder.model
-    load_weights(model, model_path)
+    load_trained_weights(model, model_path)
     if backend == 'dygraph':
         return model
     for module, package in _NEEDS[backend]:
@@ -195,16 +195,11 @@ def load_model(builder, model_path, backend, load_weights, cpu_threads=None,
 
 def _deploy_yaml(model_path):
     """``deploy.yaml`` of an export directory ``model_path`` (or the file
-    itself), None for weights."""
+    itself), None for weights (checked when they are loaded)."""
     if not model_path or '://' in model_path:
         return None
-    if os.path.isdir(model_path):
-        path = os.path.join(model_path, 'deploy.yaml')
-        if not os.path.isfile(path):
-            raise BackendError(
-                '--model_path {} is a directory without deploy.yaml; give a '
-                '.pdparams file or a directory written by python -m '
-                'paddleseg_ctx.export.'.format(model_path))
+    path = os.path.join(model_path, 'deploy.yaml')
+    if os.path.isfile(path):
         return path
     return model_path if model_path.endswith(('.yml', '.yaml')) else None
 
@@ -270,14 +265,16 @@ def _use_onednn(program, params, device, memo_dir=None):
         logger.info('Checking whether oneDNN runs this program correctly...')
         works, why = onednn_works(program, params)
         if memo:
-            tmp = '{}.{}.tmp'.format(memo, os.getpid())
-            with open(tmp, 'w') as f:
-                yaml.safe_dump([works, why], f)
-            os.replace(tmp, memo)
+            atomic_write(memo, lambda tmp: _dump_yaml([works, why], tmp))
     logger.info('Paddle Inference runs with oneDNN.' if works else
                 'Paddle Inference runs without oneDNN, which fails on this '
                 'program here: {}'.format(why))
     return works
+
+
+def _dump_yaml(data, path):
+    with open(path, 'w') as f:
+        yaml.safe_dump(data, f)
 
 
 def _device():

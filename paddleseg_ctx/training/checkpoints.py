@@ -15,8 +15,10 @@ import re
 import shutil
 import uuid
 
+from paddleseg_ctx.files import atomic_write
+
 __all__ = ['STATE_FILE', 'MODEL_FILE', 'OPTIMIZER_FILE', 'EMA_FILE',
-           'atomic_write', 'write_state', 'read_state', 'checkpoint_iter',
+           'write_state', 'read_state', 'checkpoint_iter',
            'complete_checkpoints', 'checkpoint_problem', 'clear_checkpoint',
            'remove_checkpoint']
 
@@ -26,38 +28,6 @@ OPTIMIZER_FILE = 'model.pdopt'
 EMA_FILE = 'ema_model.pdparams'
 
 _ITER_DIR = re.compile(r'iter_(\d+)$')
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, write):
-    """Create or replace ``path`` with what ``write(tmp_path)`` writes to a
-    temporary file next to it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, '.{}.{}.tmp'.format(
-        os.path.basename(path), uuid.uuid4().hex[:12]))
-    try:
-        write(tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 def _pickle_to(obj):
@@ -70,7 +40,7 @@ def _pickle_to(obj):
 def write_state(directory, state):
     """Write ``state`` as ``directory/train_state.pkl`` (completes the
     checkpoint)."""
-    atomic_write(os.path.join(directory, STATE_FILE), _pickle_to(state))
+    atomic_write(os.path.join(directory, STATE_FILE), _pickle_to(state), fsync=True)
 
 
 def read_state(directory):

@@ -38,9 +38,10 @@ from paddleseg.utils import logger
 
 from paddleseg_ctx.compat import Fix
 from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.training import vdl
 from paddleseg_ctx.training.checkpoints import (
-    EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, atomic_write, checkpoint_iter,
+    EMA_FILE, MODEL_FILE, OPTIMIZER_FILE, checkpoint_iter,
     checkpoint_problem, clear_checkpoint, complete_checkpoints, read_state,
     remove_checkpoint, write_state)
 from paddleseg_ctx.training.data import (ResumableBatchSampler, SeededDataset,
@@ -253,7 +254,7 @@ class TrainingRun:
                 self._begin_checkpoint(path, obj)
             elif kind is not None and not self._is_new_best(kind):
                 return None
-            atomic_write(path, lambda tmp: save(obj, tmp, *args, **kwargs))
+            atomic_write(path, lambda tmp: save(obj, tmp, *args, **kwargs), fsync=True)
             if kind in ('model', 'ema'):
                 self._write_record(os.path.dirname(path), kind)
             return None
@@ -294,7 +295,7 @@ class TrainingRun:
             with open(path, 'w') as f:
                 f.write(record + '\n')
 
-        atomic_write(os.path.join(directory, RECORD_FILE), write)
+        atomic_write(os.path.join(directory, RECORD_FILE), write, fsync=True)
 
     # -- wrapped PaddleSeg functions -------------------------------------------
 

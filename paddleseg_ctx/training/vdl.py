@@ -17,7 +17,7 @@ from paddleseg.core import infer
 from paddleseg.utils.visualize import get_color_map_list
 from visualdl.proto import record_pb2
 
-from paddleseg_ctx.training.checkpoints import atomic_write
+from paddleseg_ctx.files import atomic_write
 
 __all__ = ['continue_log', 'find_log', 'truncate_log', 'sample_indices',
            'sample_images', 'colorize', 'sample_strip', 'log_evaluation']
@@ -72,7 +72,7 @@ def truncate_log(source, step, target):
                                                 for value in record.values):
                     f.write(raw)
 
-    atomic_write(target, write)
+    atomic_write(target, write, fsync=True)
 
 
 def continue_log(save_dir, step, other_dir=None):

@@ -1,9 +1,35 @@
 """Key maps: how one architecture's PyTorch keys become Paddle names.
 
-A key map is a YAML file (``keymaps/<name>.yml``; see the package docstring
-for the format).  :func:`load_keymaps` reads the packaged maps plus those in
-the directories listed in ``$PADDLESEG_CTX_KEYMAPS``; :meth:`KeyMap.apply`
-renames a state dict.
+A key map is a YAML file (``keymaps/<name>.yml``, format below).
+:func:`load_keymaps` reads the packaged maps plus those in the directories
+listed in ``$PADDLESEG_CTX_KEYMAPS``; :meth:`KeyMap.apply` renames a state
+dict.
+
+Key map format
+--------------
+One YAML file per architecture in ``weights/keymaps/`` (the file name is
+the map's name); more folders can be listed in ``$PADDLESEG_CTX_KEYMAPS``
+(``os.pathsep``-separated).  Every pattern is a Python regular expression
+matched against a whole key (``re.fullmatch``)::
+
+    description: one line, shown in listings
+    target: model            # model | backbone: what the Paddle names fill,
+                             # checked against the config's model or its backbone
+    detect:                  # the map applies to a checkpoint whose keys...
+      all: [pattern, ...]    #   match each of these (each by one key at least)
+      none: [pattern, ...]   #   match none of these (optional)
+    drop: [pattern, ...]     # source keys to leave out (optional)
+    rename:                  # ordered; the first pattern matching a source key
+      - [pattern, replacement]   # gives its Paddle name (re.Match.expand: \\1, \\g<name>)
+    reshape:                 # optional, on Paddle names: new shape (one -1 allowed);
+      - [pattern, [-1]]      # the element count must stay the same
+
+Applied by every map (MODELS_SPEC §1.1): ``*.num_batches_tracked`` is
+dropped; a Paddle name ending in ``.running_mean`` / ``.running_var`` ends
+in ``._mean`` / ``._variance`` instead; values become float32.  A source key
+that is neither dropped nor renamed, two keys renamed to one name, or a
+reshape changing the element count is an error, as is any missing,
+unexpected or mis-shaped key against the config's model.
 """
 import os
 import re
@@ -11,9 +37,9 @@ import re
 import numpy as np
 import yaml
 
-from paddleseg_ctx.weights import WeightsError
+from paddleseg_ctx.errors import ConversionError, shown
 
-__all__ = ['KeyMap', 'ConversionError', 'shown', 'load_keymaps', 'KEYMAP_DIR', 'KEYMAPS_ENV']
+__all__ = ['KeyMap', 'load_keymaps', 'KEYMAP_DIR', 'KEYMAPS_ENV']
 
 KEYMAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'keymaps')
 KEYMAPS_ENV = 'PADDLESEG_CTX_KEYMAPS'
@@ -25,18 +51,8 @@ GENERIC_DROP = re.compile(r'(.+\.)?num_batches_tracked')
 GENERIC_SUFFIXES = (('.running_mean', '._mean'), ('.running_var', '._variance'))
 
 
-class ConversionError(WeightsError):
-    """A checkpoint cannot be converted (or a key map file is malformed)."""
-
-
-def shown(keys, limit=10):
-    """The first ``limit`` of ``keys``, comma-separated, for messages."""
-    keys = list(keys)
-    return ', '.join(keys[:limit]) + (', ...' if len(keys) > limit else '')
-
-
 class KeyMap:
-    """One architecture's map (see the package docstring for the fields)."""
+    """One architecture's map (see the module docstring for the fields)."""
 
     def __init__(self, name, spec, path):
         self.name, self.path = name, path

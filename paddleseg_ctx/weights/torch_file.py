@@ -1,5 +1,8 @@
 """Read ``torch.save`` files without PyTorch: tensors become numpy arrays.
 
+:func:`read_torch_state_dict` returns the state dict of a checkpoint
+(unwrapping the mmseg and ssseg containers); :func:`load` the whole object.
+
 Both on-disk formats are read:
 
 * zip (torch >= 1.6): ``<top>/data.pkl`` pickles the object; each storage is
@@ -31,9 +34,9 @@ import zipfile
 
 import numpy as np
 
-from paddleseg_ctx.weights import WeightsError
+from paddleseg_ctx.errors import ConversionError, TorchReadError, shown
 
-__all__ = ['TorchReadError', 'Unknown', 'load', 'is_torch_checkpoint']
+__all__ = ['Unknown', 'load', 'read_torch_state_dict', 'is_torch_checkpoint']
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -64,10 +67,9 @@ _TORCH_DTYPES = {
     'int16': '<i2', 'short': '<i2', 'int8': 'i1', 'uint8': 'u1',
     'bool': '?', 'uint16': '<u2', 'uint32': '<u4', 'uint64': '<u8',
 }
-
-
-class TorchReadError(WeightsError):
-    """A file could not be read as a PyTorch checkpoint."""
+# Checkpoint containers: the field holding the state dict, and what it says.
+CONTAINERS = (('state_dict', "OpenMMLab/mmseg checkpoint ('state_dict')"),
+              ('model', "sssegmentation checkpoint ('model')"))
 
 
 class Unknown:
@@ -307,6 +309,33 @@ def load(path):
     else:
         why = 'neither a zip archive written by torch >= 1.6 nor a legacy torch.save file'
     raise TorchReadError('{} is not a PyTorch checkpoint: it is {}.'.format(path, why))
+
+
+def read_torch_state_dict(path):
+    """``(source, state_dict)`` of the PyTorch checkpoint at ``path``:
+    unwraps mmseg (``state_dict``) and ssseg (``model``) containers and
+    strips a DataParallel ``module.`` prefix."""
+    obj = load(path)
+    source, state = 'state dict', obj
+    if isinstance(obj, dict):
+        for field, description in CONTAINERS:
+            if isinstance(obj.get(field), dict):
+                source, state = description, obj[field]
+                break
+    if not (isinstance(state, dict) and state and
+            all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items())):
+        top = sorted(map(str, obj)) if isinstance(obj, dict) else [type(obj).__name__]
+        raise ConversionError(
+            '{} holds no state dict: expected a dict of tensors, bare or under '
+            "'state_dict' (mmseg) or 'model' (sssegmentation); found {}.".format(
+                path, ', '.join(top[:10])))
+    stripped = {k[len('module.'):] if k.startswith('module.') else k: v
+                for k, v in state.items()}
+    if len(stripped) != len(state):
+        twice = [k for k in state if k.startswith('module.') and k[len('module.'):] in state]
+        raise ConversionError('{} has keys both with and without the DataParallel prefix '
+                              "'module.': {}.".format(path, shown(twice)))
+    return source, stripped
 
 
 def _pickle_member(names):

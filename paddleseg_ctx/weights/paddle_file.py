@@ -1,38 +1,13 @@
-"""Loading whole-model weights strictly, from a local file or a URL."""
-import os
-
+"""Paddle weights files (``.pdparams``): reading one, and checking a state
+dict against a model."""
 import paddle
 
-from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.errors import WeightsError
 
-__all__ = ['WeightsError', 'load_model_weights', 'check_state_dict',
-           'resolve_weights', 'read_state_dict']
-
-
-class WeightsError(UserError, RuntimeError):
-    """Weights could not be found, fetched or matched to a model."""
+__all__ = ['read_paddle_state_dict', 'check_state_dict']
 
 
-def resolve_weights(path_or_url):
-    """Return a local .pdparams file for ``path_or_url`` (downloading URLs,
-    unpacking archives, converting PyTorch checkpoints once; see
-    ``paddleseg_ctx.pretrained``)."""
-    from paddleseg_ctx.pretrained import local_file  # lazy: pretrained imports this module
-    path = local_file(path_or_url)
-    if os.path.isdir(path):
-        raise WeightsError(
-            'Weights "{}" is a directory; point `pretrained` / `--model_path` '
-            'at the weights file in it (e.g. {}).'.format(
-                path_or_url, os.path.join(path_or_url, 'model.pdparams')))
-    if not os.path.isfile(path):
-        raise WeightsError(
-            'Weights file "{}" does not exist. Point `pretrained` / '
-            '`--model_path` at an existing .pdparams or PyTorch .pth file.'.format(
-                path_or_url))
-    return path
-
-
-def read_state_dict(path, source=None):
+def read_paddle_state_dict(path, source=None):
     """``paddle.load(path)`` as a dict of tensors, or ``WeightsError`` when
     the file is truncated, damaged or holds something else.  ``source``
     names the file in the message (default: ``path``)."""
@@ -75,28 +50,3 @@ def check_state_dict(model, state_dict, source='<state dict>', advice=None):
         raise WeightsError('Weights in {} do not fit {}:\n  {}\n{}'.format(
             source, type(model).__name__, '\n  '.join(problems), advice or
             'Is it a checkpoint of this model with the same backbone and num_classes?'))
-
-
-def load_model_weights(model, path_or_url, strict=True):
-    """Load whole-model weights into ``model``.
-
-    Args:
-        model (nn.Layer): The model.
-        path_or_url (str): ``.pdparams`` or PyTorch ``.pth`` file, or URL of one.
-        strict (bool): Require identical keys and shapes (default). With
-            ``strict=False`` only matching entries are loaded.
-    """
-    path = resolve_weights(path_or_url)
-    source = path if path == path_or_url else '{} (as {})'.format(path_or_url, path)
-    state_dict = read_state_dict(path, source)
-    if strict:
-        check_state_dict(model, state_dict, source=source)
-    else:
-        own = model.state_dict()
-        state_dict = {
-            k: v
-            for k, v in state_dict.items()
-            if k in own and list(v.shape) == list(own[k].shape)
-        }
-    model.set_state_dict(state_dict)
-    return model

@@ -1,27 +1,32 @@
-"""Convert a PyTorch checkpoint into Paddle weights (see the package docstring)."""
-import os
-import tempfile
-from typing import List, NamedTuple, Optional, Tuple
-from urllib.parse import unquote, urlparse
+"""Convert a PyTorch checkpoint into Paddle weights, without PyTorch::
 
-import numpy as np
+    from paddleseg_ctx.weights import convert_checkpoint, save_converted
+    state = convert_checkpoint('gcnet_r50-d8_..._4b0fd17b.pth', config='x.yml')
+    save_converted(state, 'gcnet_r50.pdparams')
+
+or ``python -m paddleseg_ctx.convert SRC.pth DST.pdparams [--config C]``.
+``torch_file`` reads the checkpoint's state dict (unwrapping mmseg
+``state_dict`` and ssseg ``model`` containers, stripping a ``module.``
+prefix); the key map that recognises its keys (``keymaps``) renames it; with
+a config the result is checked against the model.  ``--model_path`` and
+``pretrained`` accept ``.pth`` files and URLs directly (converted once,
+cached; see ``fetch``).
+"""
+from typing import List, NamedTuple, Optional, Tuple
+
 import paddle
 from paddleseg.cvlibs import Config, SegBuilder
 from paddleseg.cvlibs import config_checker
 from paddleseg.cvlibs.config import parse_from_yaml
 from paddleseg.utils import logger
 
-from paddleseg_ctx import zoo
-from paddleseg_ctx.converters import torch_pickle
-from paddleseg_ctx.converters.keymaps import ConversionError, KeyMap, load_keymaps, shown
-from paddleseg_ctx.weights import check_state_dict
+from paddleseg_ctx.errors import ConversionError
+from paddleseg_ctx.files import atomic_write
+from paddleseg_ctx.weights.keymaps import KeyMap, load_keymaps
+from paddleseg_ctx.weights.paddle_file import check_state_dict
+from paddleseg_ctx.weights.torch_file import read_torch_state_dict
 
-__all__ = ['Conversion', 'convert', 'convert_checkpoint', 'save_converted',
-           'read_state_dict', 'find_keymap', 'zoo_config']
-
-# Checkpoint containers: the field holding the state dict, and what it says.
-CONTAINERS = (('state_dict', "OpenMMLab/mmseg checkpoint ('state_dict')"),
-              ('model', "sssegmentation checkpoint ('model')"))
+__all__ = ['Conversion', 'convert', 'convert_checkpoint', 'save_converted', 'find_keymap']
 
 
 class Conversion(NamedTuple):
@@ -30,33 +35,6 @@ class Conversion(NamedTuple):
     keymap: KeyMap
     pairs: List[Tuple[str, Optional[str]]]  # (torch key, Paddle name or None if dropped)
     config: Optional[str]  # the config the names and shapes were checked against
-
-
-def read_state_dict(path):
-    """``(source, state_dict)`` of the PyTorch checkpoint at ``path``:
-    unwraps mmseg (``state_dict``) and ssseg (``model``) containers and
-    strips a DataParallel ``module.`` prefix."""
-    obj = torch_pickle.load(path)
-    source, state = 'state dict', obj
-    if isinstance(obj, dict):
-        for field, description in CONTAINERS:
-            if isinstance(obj.get(field), dict):
-                source, state = description, obj[field]
-                break
-    if not (isinstance(state, dict) and state and
-            all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state.items())):
-        top = sorted(map(str, obj)) if isinstance(obj, dict) else [type(obj).__name__]
-        raise ConversionError(
-            '{} holds no state dict: expected a dict of tensors, bare or under '
-            "'state_dict' (mmseg) or 'model' (sssegmentation); found {}.".format(
-                path, ', '.join(top[:10])))
-    stripped = {k[len('module.'):] if k.startswith('module.') else k: v
-                for k, v in state.items()}
-    if len(stripped) != len(state):
-        twice = [k for k in state if k.startswith('module.') and k[len('module.'):] in state]
-        raise ConversionError('{} has keys both with and without the DataParallel prefix '
-                              "'module.': {}.".format(path, shown(twice)))
-    return source, stripped
 
 
 def find_keymap(state, path, keymaps=None):
@@ -82,7 +60,7 @@ def convert(src, config=None, keymaps=None):
     shapes to fill that config's model (or its backbone, for a map with
     ``target: backbone``) exactly.  Returns a :class:`Conversion`; raises
     :class:`ConversionError` (a ``WeightsError``) naming what is wrong."""
-    source, state = read_state_dict(src)
+    source, state = read_torch_state_dict(src)
     keymap = find_keymap(state, src, keymaps)
     converted, pairs = keymap.apply(state)
     if config is not None:
@@ -107,29 +85,7 @@ def convert_checkpoint(src, config=None):
 def save_converted(state, dst):
     """Write ``state`` to the ``.pdparams`` file ``dst`` atomically: an
     interrupted or failed write leaves no partial ``dst``."""
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, part = tempfile.mkstemp(dir=folder, suffix='.part')
-    os.close(fd)
-    try:
-        paddle.save(state, part)
-        os.replace(part, dst)
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
-
-
-def zoo_config(checkpoint):
-    """The config of the ``configs/model_zoo.yml`` entry whose published
-    weights file has the name of ``checkpoint``, or None."""
-    name = os.path.basename(checkpoint)
-    try:
-        entries = zoo.load_zoo()
-    except (OSError, zoo.ZooError):  # e.g. an installed package without configs/
-        return None
-    configs = [e['config'] for e in entries
-               if unquote(urlparse(e['weights']).path).split('/')[-1] == name]
-    return os.path.join(zoo.REPO_ROOT, configs[0]) if len(configs) == 1 else None
+    atomic_write(dst, lambda part: paddle.save(state, part))
 
 
 def _build_target(config, target):

@@ -1,4 +1,5 @@
-"""Pretrained weights named by URL, with a clear way out when offline.
+"""Where weights come from: URLs, archives and the download cache, with a
+clear way out when offline.
 
 Published configs keep the weight URLs of their source (``model.backbone.pretrained``,
 ``model.pretrained``).  ``fetch(url)`` returns a local ``.pdparams`` file:
@@ -9,7 +10,7 @@ Published configs keep the weight URLs of their source (``model.backbone.pretrai
 * otherwise one download with a short timeout (archives are unpacked);
 * PyTorch checkpoints (``.pth``: mmsegmentation, sssegmentation, OpenMMLab
   ImageNet backbones; recognised by content) are converted once by
-  ``paddleseg_ctx.converters`` to a ``.pdparams`` file next to the download;
+  ``paddleseg_ctx.weights.conversion`` to a ``.pdparams`` file next to the download;
 * ``local_file`` does the same for local files: archives are unpacked, PyTorch
   checkpoints converted (cached under ``<cache>/converted/``, keyed by the
   file's path, size and modification time);
@@ -36,11 +37,14 @@ from paddleseg.cvlibs import manager
 from paddleseg.utils import logger, seg_env
 from paddleseg.utils import utils as paddleseg_utils
 
-from paddleseg_ctx import converters
-from paddleseg_ctx.weights import WeightsError, read_state_dict
+from paddleseg_ctx.errors import PretrainedDownloadError
+from paddleseg_ctx.files import atomic_write
+from paddleseg_ctx.weights.conversion import convert_checkpoint, save_converted
+from paddleseg_ctx.weights.paddle_file import read_paddle_state_dict
+from paddleseg_ctx.weights.torch_file import is_torch_checkpoint
 
-__all__ = ['PretrainedDownloadError', 'fetch', 'download', 'local_file',
-           'paddle_weights', 'cache_path', 'download_target', 'TIMEOUT']
+__all__ = ['fetch', 'download', 'local_file', 'paddle_weights', 'cache_path',
+           'download_target', 'TIMEOUT', 'PADDLESEG_PATCHES']
 
 # (connect, read) seconds: an offline machine fails within seconds.
 TIMEOUT = (5, 30)
@@ -48,10 +52,6 @@ _ARCHIVES = ('.tar.gz', '.tgz', '.tar', '.zip')
 _TORCH_SUFFIXES = ('.pth', '.pt')
 WHOLE_MODEL_KEY = '`model.pretrained` (or `--model_path`)'
 BACKBONE_KEY = '`model.backbone.pretrained`'
-
-
-class PretrainedDownloadError(WeightsError):
-    """Pretrained weights could not be downloaded."""
 
 
 def is_url(path):
@@ -103,26 +103,24 @@ def download(url, config_key=WHOLE_MODEL_KEY):
     if os.path.isfile(target):  # an archive put there by hand
         return _unpack(target, path)
     logger.info('Downloading {} (timeout {} s)'.format(url, TIMEOUT[0]))
-    with tempfile.TemporaryDirectory(dir=seg_env.PRETRAINED_MODEL_HOME) as tmp:
-        part = os.path.join(tmp, os.path.basename(target))
-        try:
-            with open(part, 'wb') as file:
-                _download(url, file)
-            if target != path:
-                return _unpack(part, path)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(part, path)
+    try:
+        if target == path:
+            atomic_write(path, lambda part: _download(url, part))
             return path
-        except (requests.RequestException, OSError, tarfile.TarError,
-                zipfile.BadZipFile) as error:
-            raise PretrainedDownloadError(
-                'Could not download pretrained weights from\n  {}\n({}: {}).\n'
-                'If this machine is offline, either\n'
-                '  - download that file elsewhere and put it at\n      {}\n'
-                '    (it is used from there next time, without downloading), or\n'
-                '  - set {} in the config to a local .pdparams / .pth / .tar.gz file.'
-                .format(url, type(error).__name__, error, target,
-                        config_key)) from None
+        with tempfile.TemporaryDirectory(dir=seg_env.PRETRAINED_MODEL_HOME) as tmp:
+            archive = os.path.join(tmp, os.path.basename(target))
+            _download(url, archive)
+            return _unpack(archive, path)
+    except (requests.RequestException, OSError, tarfile.TarError,
+            zipfile.BadZipFile) as error:
+        raise PretrainedDownloadError(
+            'Could not download pretrained weights from\n  {}\n({}: {}).\n'
+            'If this machine is offline, either\n'
+            '  - download that file elsewhere and put it at\n      {}\n'
+            '    (it is used from there next time, without downloading), or\n'
+            '  - set {} in the config to a local .pdparams / .pth / .tar.gz file.'
+            .format(url, type(error).__name__, error, target,
+                    config_key)) from None
 
 
 def local_file(path_or_url, config_key=WHOLE_MODEL_KEY):
@@ -142,11 +140,11 @@ def paddle_weights(path):
     converted ``.pdparams``, converted on first use: next to ``path`` when
     it is in the download cache, else under ``<cache>/converted/``."""
     if not os.path.isfile(path) or not (path.lower().endswith(_TORCH_SUFFIXES) or
-                                        converters.is_torch_checkpoint(path)):
+                                        is_torch_checkpoint(path)):
         return path
     converted = _converted_path(path)
     if not os.path.isfile(converted):
-        converters.save_converted(converters.convert_checkpoint(path), converted)
+        save_converted(convert_checkpoint(path), converted)
     return converted
 
 
@@ -163,17 +161,22 @@ def _converted_path(path):
     return os.path.join(cache, 'converted', digest, name)
 
 
-def _download(url, file):
+def _download(url, path):
     with requests.get(url, stream=True, timeout=TIMEOUT) as response:
         response.raise_for_status()
-        for chunk in response.iter_content(chunk_size=1 << 20):
-            file.write(chunk)
+        with open(path, 'wb') as file:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                file.write(chunk)
 
 
 def _unpack(archive, path):
     """Copy the weights file inside ``archive`` to ``path``; return ``path``."""
+    def copy(target):
+        with open(target, 'wb') as file:
+            shutil.copyfileobj(source, file)
+
     with _weights_member(archive) as source:
-        _write_atomically(path, lambda target: shutil.copyfileobj(source, target))
+        atomic_write(path, copy)
     return path
 
 
@@ -200,20 +203,6 @@ def _pick_weights(archive, names):
     return chosen[0]
 
 
-def _write_atomically(path, write):
-    """Call ``write(file)`` on a temporary file, then move it to ``path``: an
-    interrupted write never leaves a truncated ``path`` (nor the temporary)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, part = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as file:
-            write(file)
-        os.replace(part, path)
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
-
-
 def _config_key(layer):
     """The config key that holds ``layer``'s ``pretrained`` setting."""
     backbone_modules = {
@@ -236,7 +225,7 @@ def _load_pretrained_model(original):
             return original(model, path)
         except Exception:
             if os.path.isfile(path):  # say which file of which key is damaged
-                read_state_dict(path, '{} ({})'.format(pretrained_model, key))
+                read_paddle_state_dict(path, '{} ({})'.format(pretrained_model, key))
             raise
     load_pretrained_model.__doc__ = original.__doc__
     return load_pretrained_model

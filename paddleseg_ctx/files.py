@@ -1,0 +1,56 @@
+"""Files that are whole or absent: a write interrupted at any moment (an
+error, a kill) leaves the old file or none, never a truncated one.
+
+Imports nothing but the standard library, so every part of the package can
+use it.
+"""
+import contextlib
+import os
+import uuid
+
+__all__ = ['atomic_write', 'fsync_dir']
+
+
+def fsync_dir(directory):
+    """Flush ``directory``'s entries (a rename in it) to disk, where the
+    system allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write, fsync=False):
+    """Create or replace ``path`` with what ``write(tmp_path)`` writes to a
+    temporary file next to it (``.<name>.<random>.tmp`` in ``path``'s folder,
+    which is created if needed), renamed over ``path`` when ``write``
+    returns; removed when it fails.
+
+    Args:
+        path (str): The file to write.
+        write: ``write(tmp_path)`` writes the whole content to ``tmp_path``.
+        fsync (bool): Also flush the file and the rename to disk before
+            returning, so that they survive a power cut (checkpoints).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, '.{}.{}.tmp'.format(
+        os.path.basename(path), uuid.uuid4().hex[:12]))
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, 'rb') as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    if fsync:
+        fsync_dir(directory)

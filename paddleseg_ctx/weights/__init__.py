@@ -1,0 +1,39 @@
+"""Weights: from a path or URL to a model, strictly.
+
+:func:`load_model_weights` is the way in: it resolves a local file, an
+archive or a URL (``fetch``: downloaded once into PaddleSeg's cache),
+converts a PyTorch checkpoint on first use (``conversion``) and loads the
+result, requiring every key and shape to match the model.  The modules, each
+importing only those before it:
+
+* ``paddle_file``: :func:`read_paddle_state_dict` (a ``.pdparams`` file) and
+  :func:`check_state_dict` (a state dict against a model);
+* ``torch_file``: :func:`read_torch_state_dict` (a ``torch.save`` file, read
+  without PyTorch by a restricted unpickler);
+* ``keymaps``: one YAML key map per architecture (``keymaps/*.yml``), which
+  renames PyTorch keys to Paddle names;
+* ``conversion``: a PyTorch checkpoint to Paddle weights
+  (``python -m paddleseg_ctx.convert``);
+* ``fetch``: URLs, archives and the download cache; also routes PaddleSeg's
+  own ``pretrained`` loading through them (``fetch.PADDLESEG_PATCHES``);
+* ``load``: :func:`load_model_weights`, and :func:`load_trained_weights` for
+  ``--model_path``.
+
+The errors (:class:`WeightsError` and its kinds) are in
+``paddleseg_ctx.errors``.
+"""
+from paddleseg_ctx.errors import (ConversionError, PretrainedDownloadError, TorchReadError,
+                                  WeightsError)
+from paddleseg_ctx.weights.conversion import (Conversion, convert, convert_checkpoint,
+                                           find_keymap, save_converted)
+from paddleseg_ctx.weights.keymaps import KeyMap, load_keymaps
+from paddleseg_ctx.weights.load import (load_model_weights, load_trained_weights,
+                                        resolve_weights)
+from paddleseg_ctx.weights.paddle_file import check_state_dict, read_paddle_state_dict
+from paddleseg_ctx.weights.torch_file import is_torch_checkpoint, read_torch_state_dict
+
+__all__ = ['Conversion', 'ConversionError', 'KeyMap', 'PretrainedDownloadError',
+           'TorchReadError', 'WeightsError', 'check_state_dict', 'convert',
+           'convert_checkpoint', 'find_keymap', 'is_torch_checkpoint', 'load_keymaps',
+           'load_model_weights', 'load_trained_weights', 'read_paddle_state_dict',
+           'read_torch_state_dict', 'resolve_weights', 'save_converted']
