@@ -26,7 +26,7 @@ def fsync_dir(directory):
         os.close(fd)
 
 
-def atomic_write(path, write, fsync=False):
+def atomic_write(path, write, fsync=False, tmp_dir=None):
     """Create or replace ``path`` with what ``write(tmp_path)`` writes to a
     temporary file next to it (``.<name>.<random>.tmp`` in ``path``'s folder,
     which is created if needed), renamed over ``path`` when ``write``
@@ -37,10 +37,15 @@ def atomic_write(path, write, fsync=False):
         write: ``write(tmp_path)`` writes the whole content to ``tmp_path``.
         fsync (bool): Also flush the file and the rename to disk before
             returning, so that they survive a power cut (checkpoints).
+        tmp_dir (str|None): Folder for the temporary file instead of
+            ``path``'s own (same file system; ``datasets prepare`` keeps its
+            temporaries out of the tree it builds).
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, '.{}.{}.tmp'.format(
+    if tmp_dir is not None:
+        os.makedirs(tmp_dir, exist_ok=True)
+    tmp = os.path.join(tmp_dir or directory, '.{}.{}.tmp'.format(
         os.path.basename(path), uuid.uuid4().hex[:12]))
     try:
         write(tmp)

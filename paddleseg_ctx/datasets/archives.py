@@ -20,9 +20,10 @@ import zipfile
 import zlib
 
 from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.files import atomic_write
 
 __all__ = ['PrepareError', 'extract', 'locate', 'parallel', 'place',
-           'progress', 'replace_with']
+           'progress']
 
 
 class PrepareError(UserError, ValueError):
@@ -69,18 +70,6 @@ def parallel(function, items, workers, desc):
     return [r for r in results if r is not None]
 
 
-def replace_with(path, tmp_dir, write):
-    """Write ``path`` by ``write(tmp_path)`` under ``tmp_dir`` (same file
-    system) and move it into place, so ``path`` exists only once complete."""
-    os.makedirs(tmp_dir, exist_ok=True)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    base = os.path.basename(path)
-    tmp = os.path.join(tmp_dir, '{}.{}.{}'.format(
-        os.getpid(), abs(hash(path)) % 10 ** 8, base))
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def place(source, path, tmp_dir):
     """Put the file ``source`` at ``path`` (a hard link where the file
     system allows, else a copy); an existing ``path`` is kept (restart)."""
@@ -93,7 +82,8 @@ def place(source, path, tmp_dir):
     try:
         os.link(source, path)
     except OSError:
-        replace_with(path, tmp_dir, lambda tmp: shutil.copyfile(source, tmp))
+        atomic_write(path, lambda tmp: shutil.copyfile(source, tmp),
+                     tmp_dir=tmp_dir)
 
 
 def locate(base, markers, depth=3):

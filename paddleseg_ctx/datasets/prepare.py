@@ -23,7 +23,8 @@ import yaml
 from PIL import Image
 
 from paddleseg_ctx.datasets.archives import (PrepareError, extract, locate,
-                                             parallel, place, replace_with)
+                                             parallel, place)
+from paddleseg_ctx.files import atomic_write
 
 __all__ = ['OFFICIAL_FILE', 'PrepareError', 'list_pairs', 'official',
            'prepare', 'read_label', 'read_mat', 'sbd_label', 'verify']
@@ -116,9 +117,8 @@ def _image_size(path):
 
 # --------------------------------------------------------------- converting
 def _write_png(path, label, tmp_dir):
-    replace_with(path, tmp_dir,
-                 lambda tmp: Image.fromarray(label, mode='L').save(
-                     tmp, format='PNG'))
+    atomic_write(path, lambda tmp: Image.fromarray(label, mode='L').save(
+        tmp, format='PNG'), tmp_dir=tmp_dir)
 
 
 def _convert(job):
@@ -154,7 +154,7 @@ def _write_ids(path, ids, tmp_dir):
     def write(tmp):
         with open(tmp, 'w') as f:
             f.write(''.join(i + '\n' for i in ids))
-    replace_with(path, tmp_dir, write)
+    atomic_write(path, write, tmp_dir=tmp_dir)
 
 
 def _stem(path, suffix):
