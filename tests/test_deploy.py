@@ -324,7 +324,8 @@ PACKAGE = {{'paddleseg_ctx', 'paddleseg_ctx.version', 'paddleseg_ctx.infer',
             'paddleseg_ctx.errors',
             'paddleseg_ctx.cli', 'paddleseg_ctx.cli.infer',
             'paddleseg_ctx.deploy', 'paddleseg_ctx.deploy.config',
-            'paddleseg_ctx.deploy.backends', 'paddleseg_ctx.deploy.visualize'}}
+            'paddleseg_ctx.deploy.backends', 'paddleseg_ctx.deploy.visualize',
+            'paddleseg_ctx.deploy.predictor'}}
 sys.meta_path.insert(0, Guard())
 '''
 
