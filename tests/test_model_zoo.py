@@ -10,21 +10,13 @@ import shlex
 import pytest
 import yaml
 
+from paddleseg_ctx import zoo_readme as gen
 from paddleseg_ctx.evaluation.protocol import (COLUMNS, paddleseg_flags,
                                                protocol_for)
 from paddleseg_ctx.zoo import (REPO_ROOT, ZooError, find_entry, is_published,
                                load_zoo, validate_zoo)
 
 
-def _load_script():
-    path = os.path.join(REPO_ROOT, 'scripts', 'gen_model_zoo.py')
-    spec = importlib.util.spec_from_file_location('gen_model_zoo', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_script()
 ENTRIES = load_zoo()  # published results only
 ALL_ENTRIES = load_zoo(include_unpublished=True)
 UNPUBLISHED = [e for e in ALL_ENTRIES if not is_published(e)]
