@@ -23,6 +23,7 @@ from paddleseg.cvlibs import Config, SegBuilder
 from paddleseg.cvlibs.config import parse_from_yaml
 
 import paddleseg_ctx  # noqa: F401  (registers the Ctx* components)
+from paddleseg_ctx.testing.families import FAMILIES
 from paddleseg_ctx.zoo import REPO_ROOT, is_published, load_zoo
 
 ENTRIES = load_zoo(include_unpublished=True)
@@ -371,8 +372,7 @@ for _bb, _dataset, _batch, _iters, _lr, _min_lr, _wd in (
         _bb.lower().replace('_', ''), _dataset, _crop, _iters)] = (
             ssseg_isnet_row(_bb, _dataset, _batch, _iters, _lr, _min_lr, _wd))
 
-MODEL_TYPES = {'GINet': 'CtxGINet', 'GCNet': 'CtxGCNet', 'ISANet': 'CtxISANet',
-               'ISNet': 'CtxISNet'}
+MODEL_TYPES = {f.family: f.type for f in FAMILIES.values()}  # zoo -> ours
 CROP_TRANSFORMS = ('RandomPaddingCrop', 'CtxRandomCrop')
 
 # configs/<model>/<model>_<backbone>_os<N>_<dataset>_<W>x<H>_<iters>.yml,
