@@ -36,7 +36,8 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.8',
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
-    package_data={'paddleseg_ctx.converters': ['keymaps/*.yml']},
+    package_data={'paddleseg_ctx.converters': ['keymaps/*.yml'],
+                  'paddleseg_ctx.testing': ['families.yml']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         'test': ['pytest>=7'],
