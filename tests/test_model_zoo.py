@@ -12,8 +12,9 @@ import published
 from paddleseg_ctx import zoo_readme as gen
 from paddleseg_ctx.evaluation.protocol import (COLUMNS, Protocol,
                                                paddleseg_flags, protocol_for)
-from paddleseg_ctx.zoo import (EVAL_FIELDS, TTA_FIELDS, REPO_ROOT, ZooError,
-                               find_entry, is_published, load_zoo,
+from paddleseg_ctx.testing.families import FAMILIES
+from paddleseg_ctx.zoo import (EVAL_FIELDS, MODELS, REPO_ROOT, TTA_FIELDS,
+                               ZooError, find_entry, is_published, load_zoo,
                                validate_zoo)
 
 
@@ -147,6 +148,11 @@ def test_eval_fields_are_protocol_fields():
     fields = {f.name for f in dataclasses.fields(Protocol)}
     assert set(EVAL_FIELDS) - {'ms_scales', 'tta'} <= fields
     assert set(TTA_FIELDS) <= fields
+
+
+def test_zoo_models_are_the_family_tables():
+    """The zoo's models are the families the tests and scripts know."""
+    assert sorted(MODELS) == sorted({f.family for f in FAMILIES.values()})
 
 
 def test_load_zoo_rejects_a_file_that_is_not_a_list(tmp_path):
