@@ -37,7 +37,8 @@ setup(
     python_requires='>=3.8',
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
     package_data={'paddleseg_ctx.weights': ['keymaps/*.yml'],
-                  'paddleseg_ctx.datasets': ['official.yml']},
+                  'paddleseg_ctx.datasets': ['official.yml'],
+                  'paddleseg_ctx.testing': ['families.yml']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         'test': ['pytest>=7'],

@@ -15,18 +15,25 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
-from paddleseg_ctx.evaluation.protocol import (COLUMNS, protocol_for,
-                                               source_mismatches)
+from paddleseg_ctx.evaluation.protocol import (COLUMNS, MERGES, MIOU_RULES,
+                                               MODES, SOURCES, TEST_RESIZES,
+                                               protocol_for, source_mismatches)
 
-__all__ = ['ZOO_FILE', 'ZooError', 'find_entry', 'is_published', 'load_zoo',
-           'validate_zoo', 'zoo_config']
+__all__ = ['DATASET_NAMES', 'MODELS', 'ZOO_FILE', 'ZooError', 'find_entry',
+           'is_published', 'load_zoo', 'validate_zoo', 'zoo_config']
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
 
 MODELS = ('GINet', 'GCNet', 'ISANet', 'ISNet')
-SOURCES = ('paddleseg', 'mmseg', 'ssseg')
-DATASETS = ('cityscapes', 'voc12aug', 'ade20k', 'cocostuff10k', 'lip')
+# Data set names of the zoo file -> their names in the README.
+DATASET_NAMES = {
+    'cityscapes': 'Cityscapes',
+    'voc12aug': 'VOC12 + aug',
+    'ade20k': 'ADE20K',
+    'cocostuff10k': 'COCO-Stuff-10k',
+    'lip': 'LIP',
+}
 
 
 class ZooError(ValueError):
@@ -69,25 +76,25 @@ _OPTIONAL_SIZE = _SIZE._replace(required=False)
 
 # Keys of ``eval`` that the flip and ms+flip columns may override (``tta``).
 TTA_FIELDS = {
-    'mode': _one_of(('whole', 'slide'))._replace(required=False),
+    'mode': _one_of(MODES)._replace(required=False),
     'slide_crop_size': _OPTIONAL_SIZE,
     'slide_stride': _OPTIONAL_SIZE,
     'slide_pad': _BOOL,
-    'merge': _one_of(('logits', 'probs'))._replace(required=False),
+    'merge': _one_of(MERGES)._replace(required=False),
 }
 
 # Protocol of the published numbers; paddleseg_ctx.evaluation.Protocol
 # documents each key.
 EVAL_FIELDS = {
-    'test_resize': _one_of(('none', 'fit', 'squash')),
+    'test_resize': _one_of(TEST_RESIZES),
     'img_scale': _OPTIONAL_SIZE,  # fit / squash target, [w, h]
-    'mode': _one_of(('whole', 'slide')),
+    'mode': _one_of(MODES),
     'slide_crop_size': _OPTIONAL_SIZE,  # slide window [w, h]
     'slide_stride': _OPTIONAL_SIZE,  # slide step [w, h]
     'slide_pad': _BOOL,  # zero-pad windows larger than the image (mmseg 0.5)
     'ms_scales': _SCALES,
-    'merge': _one_of(('logits', 'probs')),  # what flip/ms TTA averages
-    'miou': _one_of(('empty_as_zero', 'nanmean')),  # classes with no pixels
+    'merge': _one_of(MERGES),  # what flip/ms TTA averages
+    'miou': _one_of(MIOU_RULES),  # classes with no pixels
     'tta': Field('a mapping', TTA_FIELDS, required=False),
 }
 
@@ -98,7 +105,7 @@ ENTRY_FIELDS = {
     'source': _one_of(SOURCES),
     'backbone': Field('a registered backbone type name',
                       lambda v: isinstance(v, str) and v != ''),
-    'dataset': _one_of(DATASETS),
+    'dataset': _one_of(tuple(DATASET_NAMES)),
     'crop_size': _SIZE,
     'iters': Field('a positive integer', lambda v: _is_int(v) and v > 0),
     'gpus': Field('a positive integer, or null if the source did not record it',

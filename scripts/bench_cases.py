@@ -21,14 +21,12 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import traceback
 from typing import NamedTuple, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.join(REPO, 'tests')
 SCRIPTS = os.path.join(REPO, 'scripts')
 
 DYGRAPH_IMPLS = ('dygraph', 'paddleseg', 'torch')
@@ -140,21 +138,15 @@ def paddleseg_dict(family, model):
     return theirs
 
 
-def _tests_on_path():
-    if TESTS not in sys.path:
-        sys.path.insert(0, TESTS)
-
-
 def build_mmseg(name, num_classes):
-    _tests_on_path()
-    from test_mmseg_parity import mmseg_gcnet
+    from paddleseg_ctx.testing.references import mmseg_gcnet
     return mmseg_gcnet(name, num_classes)
 
 
 def build_ssseg(name, num_classes):
-    _tests_on_path()
-    from test_ssseg_parity import CASES, ssseg_isnet
-    return ssseg_isnet(CASES[name], num_classes)
+    from paddleseg_ctx.testing.references import (SSSEG_ISNET_CASES,
+                                                   ssseg_isnet)
+    return ssseg_isnet(SSSEG_ISNET_CASES[name], num_classes)
 
 
 TORCH_BUILDERS = {'mmseg': build_mmseg, 'ssseg': build_ssseg}
@@ -173,13 +165,12 @@ def build_torch(family, num_classes, checkpoint=None):
 
 def torch_skip_reason():
     """Why the PyTorch originals cannot be imported here, or None."""
-    _tests_on_path()
-    import pytest
-    from reference_imports import import_mmseg, import_ssseg
+    from paddleseg_ctx.testing.references import (ReferenceUnavailable,
+                                                   import_mmseg, import_ssseg)
     try:
         import_mmseg()
         import_ssseg()
-    except pytest.skip.Exception as err:
+    except ReferenceUnavailable as err:
         return str(err)
     return None
 
@@ -243,9 +234,8 @@ def prepare(family_name, workdir, quick, sizes, export):
     ``val --backend paddle`` decides (where it gives the plain output).
     """
     import paddle
+    from paddleseg_ctx.testing.random_weights import randomize
     from paddleseg_ctx.weights import check_state_dict, convert_checkpoint
-    _tests_on_path()
-    from model_checks import randomize
 
     family = FAMILIES[family_name]
     model, loss = load_config(family, quick)
@@ -475,13 +465,13 @@ def serve(conn, spec):
         for name in FRAMEWORKS[spec['impl']]:
             importlib.import_module(name)
         if spec['impl'] == 'torch':
-            _tests_on_path()
-            from reference_imports import import_mmseg, import_ssseg
+            from paddleseg_ctx.testing.references import (import_mmseg,
+                                                           import_ssseg)
             (import_mmseg if FAMILIES[spec['family']].torch[0] == 'mmseg'
              else import_ssseg)()
         baseline, _ = memory_mb()
         step = STEPS[spec['impl']](spec)
-    except BaseException as err:  # noqa: B902  (pytest's skip is one)
+    except BaseException as err:  # noqa: B902  (reported, not raised)
         conn.send({'error': _describe(err)})
         return
     conn.send({'ready': True})
@@ -596,9 +586,7 @@ def slc(size, num_classes, repeats):
     """bench_slc.py's comparison at one feature-map size, every class
     present (the loop's worst case) and a realistic 20."""
     import numpy as np
-    if SCRIPTS not in sys.path:
-        sys.path.insert(0, SCRIPTS)
-    from bench_slc import compare
+    from bench_slc import compare  # next to this file, like this module
     rng = np.random.RandomState(0)
     h, w = size
     return [compare(h, w, 512, num_classes, present, repeats, False, rng)

@@ -22,16 +22,18 @@ import paddle
 import paddle.nn.functional as F
 import paddleseg.models as paddleseg_models
 from paddle.base import core
+from paddleseg.cvlibs import manager
 from paddleseg.models.backbones import ResNet50_vd
 
-from paddleseg_ctx.models import CtxGCNet, CtxGINet, CtxISANet, CtxISNet
+import paddleseg_ctx  # noqa: F401  (registers our models)
+from paddleseg_ctx.testing.families import FAMILIES
 
-# Model name: (ours, PaddleSeg's or None, number of classes of its dataset).
+# Model name: (ours, PaddleSeg's or None): the PaddleSeg-recipe form of each
+# family in the family table.
 MODELS = {
-    'gcnet': (CtxGCNet, paddleseg_models.GCNet, 19),
-    'ginet': (CtxGINet, paddleseg_models.GINet, 59),
-    'isanet': (CtxISANet, paddleseg_models.ISANet, 19),
-    'isnet': (CtxISNet, None, 150),
+    name: (manager.MODELS[f.type],
+           getattr(paddleseg_models, f.paddleseg) if f.paddleseg else None)
+    for name, f in FAMILIES.items() if not f.form
 }
 
 
@@ -62,6 +64,9 @@ def main():
     parser.add_argument('--train', action='store_true',
                         help='time a training step instead of an eval forward')
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--num_classes', type=int, default=19,
+                        help='classes of the model (Cityscapes: 19, Pascal '
+                        'Context: 59, ADE20K: 150)')
     parser.add_argument('--depth', type=int, default=2,
                         help='sublayer name depth of the table')
     parser.add_argument(
@@ -69,7 +74,8 @@ def main():
         help='leave out sublayers under this share of the total')
     args = parser.parse_args()
 
-    ours_cls, theirs_cls, num_classes = MODELS[args.model]
+    ours_cls, theirs_cls = MODELS[args.model]
+    num_classes = args.num_classes
     variants = {}
     for name, cls in (('ours', ours_cls), ('paddleseg', theirs_cls)):
         if cls is not None:

@@ -6,35 +6,10 @@ import paddle
 
 from paddleseg_ctx.deploy import (InferenceRunner, OnnxRunner, export_onnx,
                                   save_inference_model)
+from paddleseg_ctx.testing.random_weights import randomize  # noqa: F401
 
 # Odd sizes, not multiples of 8 (exercise padding / resize paths).
 PARITY_INPUTS = ((1, 3, 97, 129), (2, 3, 64, 64))
-
-
-def randomize(model, seed=0):
-    """Fill every parameter and buffer of ``model`` with random values.
-
-    BatchNorm statistics get non-trivial means and positive variances, so a
-    model that drops or mis-wires a BN layer cannot pass a parity test.
-    Small weights keep activations finite through deep backbones.
-    """
-    rng = np.random.RandomState(seed)
-    state = {}
-    for name, value in model.state_dict().items():
-        shape = value.shape
-        if name.endswith('_variance'):
-            arr = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith('_mean'):
-            arr = rng.normal(0, 0.1, shape)
-        elif len(shape) <= 1:
-            arr = rng.normal(0, 0.1, shape) + (1.0 if name.endswith(
-                'weight') else 0.0)
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            arr = rng.normal(0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
-        state[name] = arr.astype(str(value.numpy().dtype))
-    model.set_state_dict(state)
-    return state
 
 
 def assert_logits_close(actual, expected, rtol=1e-5, what='logits'):

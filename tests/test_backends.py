@@ -1,5 +1,5 @@
 """``val`` and ``predict`` with ``--backend paddle|onnxruntime``
-(paddleseg_ctx.evaluation.exported) against ``--backend dygraph``.
+(paddleseg_ctx.deploy.exported) against ``--backend dygraph``.
 
 A GCNet (ResNet-18, OS8) with random weights on a generated data set of odd
 size: every protocol must give the dygraph mIoU and class IoUs to 1e-4 and
@@ -17,8 +17,7 @@ from PIL import Image
 from cli_utils import (load_model, make_data, save_random_weights,
                        write_config)
 from paddleseg_ctx.cli import predict, val
-from paddleseg_ctx.deploy import export_model
-from paddleseg_ctx.evaluation import exported
+from paddleseg_ctx.deploy import export_model, exported
 
 pytest.importorskip('paddle2onnx')
 pytest.importorskip('onnxruntime')

@@ -1,11 +1,14 @@
 """Every model-zoo config against the recipe it follows and its zoo entry.
 
-``RECIPES`` is written from MODELS_SPEC.md (sections 3.3, 4.3 and 5.2: the
-PaddleSeg 2.8 recipes; 5.1: mmsegmentation's GCNet; 6.3-6.5: sssegmentation's
-ISNet), independently of the config files: each config, loaded through
-PaddleSeg's own ``Config`` (``_base_`` merging included), must equal its
-recipe key for key, and ``SegBuilder`` must build the schedule, optimizer,
-loss, transforms, datasets and model it describes.
+The recipe of each config is built here from the published tables
+(``tests/published.py``: PaddleSeg's and sssegmentation's, typed once in
+tests/data/published_recipes.yml from MODELS_SPEC.md sections 3.3, 4.3, 5.2
+and 6.3-6.5, and mmsegmentation's own GCNet metafile; the pipelines below
+from sections 3.3, 5.1 and 6.4), independently of the config files and the
+zoo file: each config, loaded through PaddleSeg's own ``Config`` (``_base_``
+merging included), must equal its recipe key for key, and ``SegBuilder``
+must build the schedule, optimizer, loss, transforms, datasets and model it
+describes.
 
 Models: every config's model is built under ``paddle.LazyGuard`` (no weight
 initialisation, which is what costs time for the 101-layer backbones); one
@@ -23,6 +26,8 @@ from paddleseg.cvlibs import Config, SegBuilder
 from paddleseg.cvlibs.config import parse_from_yaml
 
 import paddleseg_ctx  # noqa: F401  (registers the Ctx* components)
+import published
+from paddleseg_ctx.testing.families import FAMILIES
 from paddleseg_ctx.zoo import REPO_ROOT, is_published, load_zoo
 
 ENTRIES = load_zoo(include_unpublished=True)
@@ -229,150 +234,93 @@ def recipe(model, loss, data, batch_size, iters, lr, end_lr, weight_decay,
 
 
 # ------------------------------------------------------------------- recipes
-PADDLESEG_DATA = {  # MODELS_SPEC 3.3: crop, val transforms
-    'cityscapes': ([1024, 512], PADDLESEG_WHOLE_VAL),
-    'voc12aug': ([512, 512], paddleseg_padded_val(512, 512)),
-    'ade20k': ([520, 520], PADDLESEG_WHOLE_VAL),
-}
+# The numbers of each row come from the published tables (tests/published.py:
+# tests/data/published_recipes.yml and mmsegmentation's metafile), never from
+# the zoo file or the configs under test.
+MODEL_BUILDERS = {'GINet': ginet, 'ISANet': isanet, 'GCNet': gcnet,
+                  'ISNet': isnet}
 
 
-def paddleseg_row(model, dataset, batch_size, iters, lr, end_lr, wd,
-                  crop=None, val=None):
-    default_crop, default_val = PADDLESEG_DATA.get(dataset, (None, None))
-    data = datasets(dataset, paddleseg_train(crop or default_crop),
-                    val or default_val)
-    return recipe(model, cross_entropy([1, 0.4, 0.4] if model['type'] ==
-                                       'CtxISNet' else [1, 0.4]),
-                  data, batch_size, iters, lr, end_lr, wd)
+def paddleseg_row(row):
+    """MODELS_SPEC 3.3, 4.3, 5.2: PaddleSeg's augmentation, whole-image or
+    padded val, CE with aux (ISNet: stage 1 and aux)."""
+    options = {}
+    if 'align_corners' in row:  # ISANet: per row
+        options['align_corners'] = row['align_corners']
+    model = MODEL_BUILDERS[row['model']](row['backbone'], **options)
+    val = (paddleseg_padded_val(*row['val_padding']) if row['val_padding']
+           else PADDLESEG_WHOLE_VAL)
+    data = datasets(row['dataset'], paddleseg_train(row['crop']), val)
+    return recipe(model, cross_entropy([1, 0.4, 0.4] if row['model'] ==
+                                       'ISNet' else [1, 0.4]),
+                  data, row['batch_size'], row['iters'], row['lr'],
+                  row['end_lr'], row['weight_decay'])
 
 
-MMSEG_DATA = {  # MODELS_SPEC 5.1: img_scale, crop, images per GPU
-    'cityscapes_1024x512': ('cityscapes', [2048, 1024], [1024, 512], 2),
-    'cityscapes_769x769': ('cityscapes', [2049, 1025], [769, 769], 2),
-    'ade20k_512x512': ('ade20k', [2048, 512], [512, 512], 4),
-    'voc12aug_512x512': ('voc12aug', [2048, 512], [512, 512], 4),
-}
-
-
-def mmseg_gcnet_row(bb, data, iters):
+def mmseg_gcnet_row(row):
     """SGD 0.9, wd 5e-4, poly 0.9 from 0.01 to 1e-4, CE over all pixels,
     aux 0.4, 4 GPUs x 2 (Cityscapes) / x 4; align_corners True at 769."""
-    dataset, img_scale, crop, batch_size = MMSEG_DATA[data]
+    table = published.TABLES['mmseg_gcnet']
+    crop = row['crop_size']
+    img_scale = table['img_scale']['{}_{}x{}'.format(row['dataset'], *crop)]
     return recipe(
-        gcnet_mmseg(bb, align_corners=crop == [769, 769]),
+        gcnet_mmseg(row['backbone'], align_corners=crop == [769, 769]),
         cross_entropy([1, 0.4], avg_non_ignore=False),
-        datasets(dataset, mmseg_train(img_scale, crop),
+        datasets(row['dataset'], mmseg_train(img_scale, crop),
                  resized_val(img_scale)),
-        batch_size, iters, 0.01, 1e-4, 5e-4, deploy(img_scale))
+        row['batch_size_per_gpu'], row['iters'], table['lr'],
+        table['end_lr'], table['weight_decay'], deploy(img_scale))
 
 
-SSSEG_DATA = {  # MODELS_SPEC 6.4-6.5: train pipeline, test resize
-    'cocostuff10k': (ssseg_train([2048, 512], [512, 512]), [2048, 512], True),
-    'ade20k': (ssseg_train([2048, 512], [512, 512]), [2048, 512], True),
-    'cityscapes': (ssseg_train([2048, 1024], [1024, 512]), [2048, 1024], True),
-    'lip': (SSSEG_LIP_TRAIN, [473, 473], False),
-}
-
-
-def ssseg_isnet_row(bb, dataset, total_batch, iters, lr, min_lr, wd):
+def ssseg_isnet_row(bb, row):
     """MODELS_SPEC 6.3: per row; the total batch over 4 GPUs."""
-    train, img_scale, keep_ratio = SSSEG_DATA[dataset]
+    lip = row['dataset'] == 'lip'
+    train = SSSEG_LIP_TRAIN if lip else ssseg_train(row['img_scale'],
+                                                    row['crop'])
     return recipe(
-        isnet(bb, lip=dataset == 'lip'), cross_entropy([1, 0.4, 0.4]),
-        datasets(dataset, train, resized_val(img_scale, keep_ratio)),
-        total_batch // 4, iters, lr, min_lr, wd, deploy(img_scale, keep_ratio))
+        isnet(bb, lip=lip), cross_entropy([1, 0.4, 0.4]),
+        datasets(row['dataset'], train,
+                 resized_val(row['img_scale'], row['keep_ratio'])),
+        row['batch'] // 4, row['iters'], row['lr'], row['min_lr'],
+        row['weight_decay'], deploy(row['img_scale'], row['keep_ratio']))
 
 
-RECIPES = {
-    # GINet (MODELS_SPEC 3.3): wd 4e-5, end_lr 0, align_corners True.
-    'ginet_resnet50vd_os8_cityscapes_1024x512_80k':
-    paddleseg_row(ginet('ResNet50_vd'), 'cityscapes', 2, 80000, 0.01, 0, 4e-5),
-    'ginet_resnet101vd_os8_cityscapes_1024x512_80k':
-    paddleseg_row(ginet('ResNet101_vd'), 'cityscapes', 2, 80000, 0.01, 0, 4e-5),
-    'ginet_resnet50vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(ginet('ResNet50_vd'), 'voc12aug', 4, 40000, 0.01, 0, 4e-5),
-    'ginet_resnet101vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(ginet('ResNet101_vd'), 'voc12aug', 4, 40000, 0.01, 0, 4e-5),
-    'ginet_resnet50vd_os8_ade20k_520x520_150k':
-    paddleseg_row(ginet('ResNet50_vd'), 'ade20k', 4, 150000, 0.005, 0, 4e-5),
-    'ginet_resnet101vd_os8_ade20k_520x520_150k':
-    paddleseg_row(ginet('ResNet101_vd'), 'ade20k', 4, 150000, 0.005, 0, 4e-5),
-    # ISANet (MODELS_SPEC 4.3): end_lr 0; wd and align_corners per row;
-    # Cityscapes crop 769, val padded to 2049x1025.
-    'isanet_resnet50vd_os8_cityscapes_769x769_80k':
-    paddleseg_row(isanet('ResNet50_vd', False), 'cityscapes', 2, 80000, 0.01,
-                  0, 1e-5, [769, 769], paddleseg_padded_val(2049, 1025)),
-    'isanet_resnet101vd_os8_cityscapes_769x769_80k':
-    paddleseg_row(isanet('ResNet101_vd', False), 'cityscapes', 2, 80000, 0.01,
-                  0, 1e-5, [769, 769], paddleseg_padded_val(2049, 1025)),
-    'isanet_resnet50vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(isanet('ResNet50_vd', True), 'voc12aug', 4, 40000, 0.01, 0,
-                  1e-5),
-    'isanet_resnet101vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(isanet('ResNet101_vd', True), 'voc12aug', 4, 40000, 0.01, 0,
-                  4e-5),
-    # GCNet, PaddleSeg variant (MODELS_SPEC 5.2): end_lr 1e-5, wd 4e-5.
-    'gcnet_resnet50vd_os8_cityscapes_1024x512_80k':
-    paddleseg_row(gcnet('ResNet50_vd'), 'cityscapes', 2, 80000, 0.01, 1e-5,
-                  4e-5),
-    'gcnet_resnet101vd_os8_cityscapes_1024x512_80k':
-    paddleseg_row(gcnet('ResNet101_vd'), 'cityscapes', 2, 80000, 0.01, 1e-5,
-                  4e-5),
-    'gcnet_resnet50vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(gcnet('ResNet50_vd'), 'voc12aug', 4, 40000, 0.01, 1e-5,
-                  4e-5),
-    'gcnet_resnet101vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(gcnet('ResNet101_vd'), 'voc12aug', 4, 40000, 0.01, 1e-5,
-                  4e-5),
-    # ISNet under the GINet rows' recipes (issue 7 item 9; nothing published).
-    'isnet_resnet50vd_os8_cityscapes_1024x512_80k':
-    paddleseg_row(isnet('ResNet50_vd'), 'cityscapes', 2, 80000, 0.01, 0, 4e-5),
-    'isnet_resnet101vd_os8_cityscapes_1024x512_80k':
-    paddleseg_row(isnet('ResNet101_vd'), 'cityscapes', 2, 80000, 0.01, 0, 4e-5),
-    'isnet_resnet50vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(isnet('ResNet50_vd'), 'voc12aug', 4, 40000, 0.01, 0, 4e-5),
-    'isnet_resnet101vd_os8_voc12aug_512x512_40k':
-    paddleseg_row(isnet('ResNet101_vd'), 'voc12aug', 4, 40000, 0.01, 0, 4e-5),
-    'isnet_resnet50vd_os8_ade20k_520x520_150k':
-    paddleseg_row(isnet('ResNet50_vd'), 'ade20k', 4, 150000, 0.005, 0, 4e-5),
-    'isnet_resnet101vd_os8_ade20k_520x520_150k':
-    paddleseg_row(isnet('ResNet101_vd'), 'ade20k', 4, 150000, 0.005, 0, 4e-5),
-}
-# mmsegmentation's GCNet table (MODELS_SPEC 5.1): 2 backbones x 8 schedules.
-for _data, _iters in (('cityscapes_1024x512', 40000),
-                      ('cityscapes_1024x512', 80000),
-                      ('cityscapes_769x769', 40000),
-                      ('cityscapes_769x769', 80000),
-                      ('ade20k_512x512', 80000), ('ade20k_512x512', 160000),
-                      ('voc12aug_512x512', 20000),
-                      ('voc12aug_512x512', 40000)):
-    for _bb in ('ResNet50_v1c', 'ResNet101_v1c'):
-        RECIPES['gcnet_{}_os8_{}_{}k'.format(
-            _bb.lower().replace('_', ''), _data, _iters // 1000)] = (
-                mmseg_gcnet_row(_bb, _data, _iters))
-# sssegmentation's ISNet table (MODELS_SPEC 6.3): backbone, dataset, total
-# batch, iterations, lr, min_lr, weight decay.
-for _bb, _dataset, _batch, _iters, _lr, _min_lr, _wd in (
-        ('ResNet50_v1c', 'cocostuff10k', 16, 61820, 0.001, 1e-5, 1e-4),
-        ('ResNet101_v1c', 'cocostuff10k', 16, 61820, 0.001, 1e-5, 1e-4),
-        ('ResNeSt101', 'cocostuff10k', 32, 42150, 0.001, 1e-4, 1e-4),
-        ('ResNet50_v1c', 'ade20k', 16, 164190, 0.01, 1e-4, 5e-4),
-        ('ResNet101_v1c', 'ade20k', 16, 164190, 0.01, 1e-4, 5e-4),
-        ('ResNeSt101', 'ade20k', 16, 227340, 0.004, 1e-4, 5e-4),
-        ('ResNet50_v1c', 'cityscapes', 16, 81840, 0.01, 1e-4, 5e-4),
-        ('ResNet101_v1c', 'cityscapes', 16, 81840, 0.01, 1e-4, 5e-4),
-        ('ResNeSt101', 'cityscapes', 16, 81840, 0.01, 1e-4, 5e-4),
-        ('ResNet50_v1c', 'lip', 32, 142800, 0.01, 1e-4, 5e-4),
-        ('ResNet101_v1c', 'lip', 32, 142800, 0.01, 1e-4, 5e-4),
-        ('ResNeSt101', 'lip', 40, 114150, 0.007, 7e-5, 5e-4)):
-    _crop = {'lip': '473x473', 'cityscapes': '1024x512'}.get(_dataset,
-                                                             '512x512')
-    RECIPES['isnet_{}_os8_{}_{}_{}'.format(
-        _bb.lower().replace('_', ''), _dataset, _crop, _iters)] = (
-            ssseg_isnet_row(_bb, _dataset, _batch, _iters, _lr, _min_lr, _wd))
+PADDLESEG_ROWS = published.paddleseg_rows()
+SSSEG_ROWS = published.ssseg_rows()
+METAFILE = published.mmseg_metafile()
+MMSEG_ROWS = published.mmseg_rows(METAFILE) if METAFILE else None
 
-MODEL_TYPES = {'GINet': 'CtxGINet', 'GCNet': 'CtxGCNet', 'ISANet': 'CtxISANet',
-               'ISNet': 'CtxISNet'}
+
+def published_row(entry):
+    """The row of ``entry``'s source table: by model, backbone and data set
+    (PaddleSeg), by backbone and data set (sssegmentation), and for mmseg
+    also by crop and iterations (its table has several schedules)."""
+    e = entry
+    if e['source'] == 'paddleseg':
+        return PADDLESEG_ROWS[e['model'], e['backbone'], e['dataset']]
+    if e['source'] == 'ssseg':
+        return SSSEG_ROWS[e['dataset'], published.SSSEG_BACKBONES[
+            e['backbone']]]
+    if MMSEG_ROWS is None:
+        pytest.skip('mmsegmentation (its GCNet metafile) is not installed')
+    rows = [r for r in MMSEG_ROWS
+            if (r['backbone'], r['dataset'], r['crop_size'], r['iters']) ==
+            (e['backbone'], e['dataset'], e['crop_size'], e['iters'])]
+    assert len(rows) == 1, '{}: {} rows of mmseg\'s metafile'.format(
+        e['config'], len(rows))
+    return rows[0]
+
+
+def expected_recipe(entry):
+    row = published_row(entry)
+    if entry['source'] == 'paddleseg':
+        return paddleseg_row(row)
+    if entry['source'] == 'ssseg':
+        return ssseg_isnet_row(entry['backbone'], row)
+    return mmseg_gcnet_row(row)
+
+
+MODEL_TYPES = {f.family: f.type for f in FAMILIES.values()}  # zoo -> ours
 CROP_TRANSFORMS = ('RandomPaddingCrop', 'CtxRandomCrop')
 
 # configs/<model>/<model>_<backbone>_os<N>_<dataset>_<W>x<H>_<iters>.yml,
@@ -395,13 +343,24 @@ def _crop_size(cfg):
 
 
 def test_every_config_has_a_recipe():
-    assert sorted(IDS) == sorted(RECIPES)
-    assert len(RECIPES) == 14 + 16 + 12 + 6
+    """Each config follows one row of a published table, and each row has
+    one config."""
+    rows = {'paddleseg': PADDLESEG_ROWS, 'ssseg': SSSEG_ROWS}
+    for source, table in rows.items():
+        used = [id(published_row(e)) for e in ENTRIES if e['source'] == source]
+        assert sorted(used) == sorted(id(r) for r in table.values()), source
+    assert len(PADDLESEG_ROWS) == 14 + 6 and len(SSSEG_ROWS) == 12
+    if MMSEG_ROWS is None:
+        pytest.skip('mmsegmentation (its GCNet metafile) is not installed')
+    used = [id(published_row(e)) for e in ENTRIES if e['source'] == 'mmseg']
+    assert sorted(used) == sorted(id(r) for r in MMSEG_ROWS)
+    assert len(MMSEG_ROWS) == 16
+    assert len(ENTRIES) == 14 + 16 + 12 + 6
 
 
 @pytest.mark.parametrize('entry', ENTRIES, ids=IDS)
 def test_config_is_the_published_recipe(entry):
-    expected = RECIPES[_stem(entry)]
+    expected = expected_recipe(entry)
     actual = load(entry).dic
     assert sorted(actual) == sorted(expected)
     for key in expected:  # one key at a time: readable failures

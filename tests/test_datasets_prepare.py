@@ -24,7 +24,7 @@ from scipy import io as sio
 
 import dataset_layouts as layouts
 import paddleseg_ctx  # noqa: F401  (registers our datasets)
-from paddleseg_ctx.cli.config_checks import Builder, read_config
+from paddleseg_ctx.config import Builder, read_config
 from paddleseg_ctx.datasets import LIP, CocoStuff10k
 from paddleseg_ctx.datasets.checks import SampleError
 from paddleseg_ctx.datasets.command import main

@@ -1,7 +1,7 @@
 """Export to Paddle Inference and ONNX, and ``python -m paddleseg_ctx.infer``.
 
-For every model family (``FAMILIES``: one entry per family, a light
-backbone), the exported Paddle program and the ONNX model give the dygraph
+For every model family (``FAMILIES``: paddleseg_ctx/testing/families.yml,
+each with a light backbone), the exported Paddle program and the ONNX model give the dygraph
 logits, and ``infer`` writes the dygraph argmax with both backends.  The
 references are the dygraph models run in this process, on inputs normalised
 here with numpy, and PaddleSeg's own transforms and colour map.
@@ -32,8 +32,8 @@ from paddleseg_ctx.deploy import (DeployConfig, InferenceRunner, OnnxRunner,
 from paddleseg_ctx.deploy.backends import onednn_works
 from paddleseg_ctx.deploy.config import Compose, restore
 from paddleseg_ctx.deploy.visualize import color_map, palette_png
-from paddleseg_ctx.backbones import ResNet18_v1c
-from paddleseg_ctx.models import CtxGCNet, CtxGINet, CtxISANet, CtxISNet
+from paddleseg_ctx.models import CtxGCNet
+from paddleseg_ctx.testing.families import FAMILIES, build_light
 
 pytest.importorskip('paddle2onnx')
 pytest.importorskip('onnxruntime')
@@ -43,25 +43,10 @@ NUM_CLASSES = 4
 IMAGE_SIZE = (129, 97)  # (w, h), not multiples of 8
 NORMALIZE = [{'type': 'Normalize'}]
 
-# One entry per model family: the class, its options and a light backbone.
-FAMILIES = {
-    'ginet': (CtxGINet, {}, ResNet18_vd),
-    'isanet': (CtxISANet, {}, ResNet18_vd),
-    'gcnet': (CtxGCNet, {'gc_channels': 64}, ResNet18_vd),
-    'gcnet_mmseg': (CtxGCNet, {
-        'gc_channels': 64, 'head_conv_bias': False, 'channel_dropout': True,
-        'head_init': 'mmseg'}, ResNet18_v1c),
-    'isnet': (CtxISNet, {'feats_channels': 64, 'transform_channels': 32},
-              ResNet18_v1c),
-    'isnet_lip': (CtxISNet, {
-        'feats_channels': 64, 'transform_channels': 32,
-        'shortcut_channels': 48, 'act': 'leakyrelu'}, ResNet18_v1c),
-}
-
 
 def build(family):
-    cls, kwargs, backbone = FAMILIES[family]
-    return cls(NUM_CLASSES, backbone(output_stride=8), **kwargs)
+    """The light model of a row of the family table."""
+    return build_light(family, NUM_CLASSES)
 
 
 @pytest.fixture(scope='module')
@@ -324,7 +309,8 @@ PACKAGE = {{'paddleseg_ctx', 'paddleseg_ctx.version', 'paddleseg_ctx.infer',
             'paddleseg_ctx.errors', 'paddleseg_ctx.files',  # standard library only
             'paddleseg_ctx.cli', 'paddleseg_ctx.cli.infer',
             'paddleseg_ctx.deploy', 'paddleseg_ctx.deploy.config',
-            'paddleseg_ctx.deploy.backends', 'paddleseg_ctx.deploy.visualize'}}
+            'paddleseg_ctx.deploy.backends', 'paddleseg_ctx.deploy.visualize',
+            'paddleseg_ctx.deploy.predictor'}}
 sys.meta_path.insert(0, Guard())
 '''
 

@@ -19,57 +19,19 @@ import yaml
 import paddleseg_ctx  # noqa: F401
 from paddleseg_ctx.backbones import ResNet50_v1c, ResNet101_v1c
 from paddleseg_ctx.models.gcnet import CtxGCNet
+from paddleseg_ctx.testing import references
 from paddleseg_ctx.weights import convert_checkpoint
 from model_checks import PARITY_INPUTS, assert_logits_close
 from reference_imports import import_mmseg, import_torch
 
 NUM_CLASSES = 7
-CONFIGS = {
-    # (depth, align_corners): a published mmseg config of that form
-    (50, False): 'gcnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    (101, False): 'gcnet_r101-d8_4xb4-80k_ade20k-512x512.py',
-    (50, True): 'gcnet_r50-d8_4xb2-80k_cityscapes-769x769.py',
-    (101, True): 'gcnet_r101-d8_4xb2-40k_cityscapes-769x769.py',
-}
+CONFIGS = references.MMSEG_GCNET_CONFIGS  # (depth, align_corners) -> name
 BACKBONES = {50: ResNet50_v1c, 101: ResNet101_v1c}
 
 
-def mmseg_gcnet(config_name, num_classes=NUM_CLASSES):
-    """mmseg's GCNet from its published config (BN instead of SyncBN,
-    ``num_classes``), random weights, eval mode."""
-    mmseg = import_mmseg()
-    torch = import_torch()
-    from mmengine.config import Config
-    from mmseg.registry import MODELS
-    path = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs',
-                        'gcnet', config_name)
-    cfg = Config.fromfile(path).model
-    cfg.backbone.norm_cfg = cfg.decode_head.norm_cfg = \
-        cfg.auxiliary_head.norm_cfg = dict(type='BN', requires_grad=True)
-    cfg.decode_head.num_classes = cfg.auxiliary_head.num_classes = num_classes
-    cfg.pretrained = None
-    cfg.backbone.init_cfg = None
-    cfg.data_preprocessor = None  # normalisation is not under test here
-    model = MODELS.build(cfg)
-
-    rng = np.random.RandomState(0)
-    with torch.no_grad():
-        for name, value in model.state_dict().items():
-            if name.endswith('num_batches_tracked'):
-                value.fill_(7)
-                continue
-            if name.endswith('running_var'):
-                arr = rng.uniform(0.5, 1.5, value.shape)
-            elif name.endswith('running_mean'):
-                arr = rng.normal(0, 0.1, value.shape)
-            elif value.dim() <= 1 or 'channel_add_conv.1' in name:
-                arr = rng.normal(0, 0.1, value.shape) + (
-                    1.0 if name.endswith('weight') else 0.0)
-            else:
-                fan_in = int(np.prod(value.shape[1:]))
-                arr = rng.normal(0, 1.0 / np.sqrt(fan_in), value.shape)
-            value.copy_(torch.from_numpy(arr.astype('float32')))
-    return model.eval()
+def mmseg_gcnet(config_name):
+    import_mmseg()  # skips the test without it
+    return references.mmseg_gcnet(config_name, NUM_CLASSES)
 
 
 def save_mmseg_checkpoint(model, path, legacy):

@@ -1,30 +1,23 @@
 """configs/model_zoo.yml: schema checks, the published tables it records and
 the README section made from it."""
 import copy
+import dataclasses
 import glob
-import importlib.util
-import math
 import os
 import shlex
 
 import pytest
-import yaml
 
-from paddleseg_ctx.evaluation.protocol import (COLUMNS, paddleseg_flags,
-                                               protocol_for)
-from paddleseg_ctx.zoo import (REPO_ROOT, ZooError, find_entry, is_published,
-                               load_zoo, validate_zoo)
-
-
-def _load_script():
-    path = os.path.join(REPO_ROOT, 'scripts', 'gen_model_zoo.py')
-    spec = importlib.util.spec_from_file_location('gen_model_zoo', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import published
+from paddleseg_ctx import zoo_readme as gen
+from paddleseg_ctx.evaluation.protocol import (COLUMNS, Protocol,
+                                               paddleseg_flags, protocol_for)
+from paddleseg_ctx.testing.families import FAMILIES
+from paddleseg_ctx.zoo import (EVAL_FIELDS, MODELS, REPO_ROOT, TTA_FIELDS,
+                               ZooError, find_entry, is_published, load_zoo,
+                               validate_zoo)
 
 
-gen = _load_script()
 ENTRIES = load_zoo()  # published results only
 ALL_ENTRIES = load_zoo(include_unpublished=True)
 UNPUBLISHED = [e for e in ALL_ENTRIES if not is_published(e)]
@@ -149,6 +142,19 @@ def test_every_problem_is_reported_at_once():
         assert part in text
 
 
+def test_eval_fields_are_protocol_fields():
+    """The zoo's ``eval`` block is a Protocol in the zoo's words: every key
+    but the scales of the ms+flip column and the TTA overrides is a field."""
+    fields = {f.name for f in dataclasses.fields(Protocol)}
+    assert set(EVAL_FIELDS) - {'ms_scales', 'tta'} <= fields
+    assert set(TTA_FIELDS) <= fields
+
+
+def test_zoo_models_are_the_family_tables():
+    """The zoo's models are the families the tests and scripts know."""
+    assert sorted(MODELS) == sorted({f.family for f in FAMILIES.values()})
+
+
 def test_load_zoo_rejects_a_file_that_is_not_a_list(tmp_path):
     path = tmp_path / 'configs' / 'model_zoo.yml'
     path.parent.mkdir()
@@ -249,140 +255,57 @@ def test_paddleseg_rows_run_paddleseg_flags(entry):
 
 
 # ---------------------------------------------------------------------------
-# The published tables, written from MODELS_SPEC.md independently of the zoo.
-
-# mmsegmentation's GCNet table (MODELS_SPEC 5.1): our config -> (0.x config
-# name, mIoU, ms+flip, checkpoint stamp); 4 GPUs, 2 (Cityscapes) or 4 images
-# each.
-MMSEG_GCNET = {
-    'gcnet_resnet50v1c_os8_cityscapes_1024x512_40k':
-    ('gcnet_r50-d8_512x1024_40k_cityscapes', 77.69, 78.56,
-     '20200618_074436-4b0fd17b'),
-    'gcnet_resnet101v1c_os8_cityscapes_1024x512_40k':
-    ('gcnet_r101-d8_512x1024_40k_cityscapes', 78.28, 79.34,
-     '20200618_074436-5e62567f'),
-    'gcnet_resnet50v1c_os8_cityscapes_769x769_40k':
-    ('gcnet_r50-d8_769x769_40k_cityscapes', 78.12, 80.09,
-     '20200618_182814-a26f4471'),
-    'gcnet_resnet101v1c_os8_cityscapes_769x769_40k':
-    ('gcnet_r101-d8_769x769_40k_cityscapes', 78.95, 80.71,
-     '20200619_092550-ca4f0a84'),
-    'gcnet_resnet50v1c_os8_cityscapes_1024x512_80k':
-    ('gcnet_r50-d8_512x1024_80k_cityscapes', 78.48, 80.01,
-     '20200618_074450-ef8f069b'),
-    'gcnet_resnet101v1c_os8_cityscapes_1024x512_80k':
-    ('gcnet_r101-d8_512x1024_80k_cityscapes', 79.03, 79.84,
-     '20200618_074450-778ebf69'),
-    'gcnet_resnet50v1c_os8_cityscapes_769x769_80k':
-    ('gcnet_r50-d8_769x769_80k_cityscapes', 78.68, 80.66,
-     '20200619_092516-4839565b'),
-    'gcnet_resnet101v1c_os8_cityscapes_769x769_80k':
-    ('gcnet_r101-d8_769x769_80k_cityscapes', 79.18, 80.71,
-     '20200619_092628-8e043423'),
-    'gcnet_resnet50v1c_os8_ade20k_512x512_80k':
-    ('gcnet_r50-d8_512x512_80k_ade20k', 41.47, 42.85,
-     '20200614_185146-91a6da41'),
-    'gcnet_resnet101v1c_os8_ade20k_512x512_80k':
-    ('gcnet_r101-d8_512x512_80k_ade20k', 42.82, 44.54,
-     '20200615_020811-c3fcb6dd'),
-    'gcnet_resnet50v1c_os8_ade20k_512x512_160k':
-    ('gcnet_r50-d8_512x512_160k_ade20k', 42.37, 43.52,
-     '20200615_224122-d95f3e1f'),
-    'gcnet_resnet101v1c_os8_ade20k_512x512_160k':
-    ('gcnet_r101-d8_512x512_160k_ade20k', 43.69, 45.21,
-     '20200615_225406-615528d7'),
-    'gcnet_resnet50v1c_os8_voc12aug_512x512_20k':
-    ('gcnet_r50-d8_512x512_20k_voc12aug', 76.42, 77.51,
-     '20200617_165701-3cbfdab1'),
-    'gcnet_resnet101v1c_os8_voc12aug_512x512_20k':
-    ('gcnet_r101-d8_512x512_20k_voc12aug', 77.41, 78.56,
-     '20200617_165713-6c720aa9'),
-    'gcnet_resnet50v1c_os8_voc12aug_512x512_40k':
-    ('gcnet_r50-d8_512x512_40k_voc12aug', 76.24, 77.63,
-     '20200613_195105-9797336d'),
-    'gcnet_resnet101v1c_os8_voc12aug_512x512_40k':
-    ('gcnet_r101-d8_512x512_40k_voc12aug', 77.84, 78.59,
-     '20200613_185806-1e38208d'),
-}
-MMSEG_URL = ('https://download.openmmlab.com/mmsegmentation/v0.5/gcnet/'
-             '{0}/{0}_{1}.pth')
-
-# sssegmentation's ISNet table (MODELS_SPEC 6.3): (dataset, checkpoint
-# backbone name) -> (mIoU, flip, ms+flip, total batch, epochs, train images).
-SSSEG_ISNET = {
-    ('cocostuff10k', 'resnet50'): (38.06, None, 40.39, 16, 110, 9000),
-    ('cocostuff10k', 'resnet101'): (40.53, None, 41.74, 16, 110, 9000),
-    ('cocostuff10k', 'resnest101'): (41.55, None, 42.53, 32, 150, 9000),
-    ('ade20k', 'resnet50'): (44.22, None, 45.03, 16, 130, 20210),
-    ('ade20k', 'resnet101'): (45.92, None, 47.29, 16, 130, 20210),
-    ('ade20k', 'resnest101'): (46.65, None, 47.56, 16, 180, 20210),
-    ('cityscapes', 'resnet50'): (79.32, None, 81.31, 16, 440, 2975),
-    ('cityscapes', 'resnet101'): (80.56, None, 81.96, 16, 440, 2975),
-    ('cityscapes', 'resnest101'): (78.78, None, 81.33, 16, 440, 2975),
-    ('lip', 'resnet50'): (53.14, 53.41, None, 32, 150, 30462),
-    ('lip', 'resnet101'): (54.96, 55.41, None, 32, 150, 30462),
-    ('lip', 'resnest101'): (56.52, 56.81, None, 40, 150, 30462),
-}
-SSSEG_BACKBONES = {'ResNet50_v1c': 'resnet50', 'ResNet101_v1c': 'resnet101',
-                   'ResNeSt101': 'resnest101'}
-SSSEG_URL = ('https://github.com/SegmentationBLWX/modelstore/releases/'
-             'download/ssseg_isnet/isnet_{}os8_{}.pth')
+# The published tables, read from their sources independently of the zoo
+# (tests/published.py: tests/data/published_recipes.yml and mmseg's metafile).
 
 
-def _stem(entry):
-    return os.path.basename(entry['config'])[:-len('.yml')]
+def _published(numbers):
+    """A table's [single, flip, ms+flip] as a zoo entry's ``published``."""
+    return None if numbers is None else dict(zip(published.COLUMNS, numbers))
 
 
-def test_mmseg_rows_are_the_published_gcnet_table():
-    rows = {_stem(e): e for e in ENTRIES if e['source'] == 'mmseg'}
-    assert sorted(rows) == sorted(MMSEG_GCNET)
-    for stem, (name, miou, ms_flip, stamp) in MMSEG_GCNET.items():
-        e = rows[stem]
-        assert e['published'] == {'miou': miou, 'miou_flip': None,
-                                  'miou_ms_flip': ms_flip}, stem
-        assert e['weights'] == MMSEG_URL.format(name, stamp)
-        assert (e['gpus'], e['batch_size_per_gpu']) == (
-            4, 2 if e['dataset'] == 'cityscapes' else 4)
+def test_paddleseg_rows_are_the_published_tables():
+    rows = published.paddleseg_rows()
+    entries = {(e['model'], e['backbone'], e['dataset']): e
+               for e in ALL_ENTRIES if e['source'] == 'paddleseg'}
+    assert sorted(entries) == sorted(rows)
+    for key, row in rows.items():
+        e = entries[key]
+        assert e['published'] == _published(row['miou']), key
+        assert (e['crop_size'], e['iters'], e['batch_size_per_gpu']) == (
+            row['crop'], row['iters'], row['batch_size']), key
 
 
 def test_mmseg_rows_match_mmsegmentations_metafile():
-    """The same rows against mmseg 1.x's own metafile (same v0.5 files)."""
-    spec = importlib.util.find_spec('mmseg')
-    if spec is None:
+    """The mmseg rows against mmseg 1.x's own metafile (the same v0.5
+    files): one row each, its schedule, GPUs, numbers and weights."""
+    path = published.mmseg_metafile()
+    if path is None:
         pytest.skip('mmsegmentation is not installed')
-    path = os.path.join(os.path.dirname(spec.origin), '.mim', 'configs',
-                        'gcnet', 'metafile.yaml')
-    with open(path) as f:
-        models = yaml.safe_load(f)['Models']
+    models = published.mmseg_rows(path)
     by_weights = {e['weights']: e for e in ENTRIES if e['source'] == 'mmseg'}
-    assert sorted(m['Weights'] for m in models) == sorted(by_weights)
+    assert sorted(m['weights'] for m in models) == sorted(by_weights)
     for m in models:
-        e = by_weights[m['Weights']]
-        metrics = m['Results']['Metrics']
-        assert (e['published']['miou'], e['published']['miou_ms_flip']) == (
-            metrics['mIoU'], metrics['mIoU(ms+flip)'])
-        assert m['Metadata']['Training Resources'].startswith(
-            '{}x '.format(e['gpus']))
-        assert m['Metadata']['Batch Size'] == (e['gpus'] *
-                                               e['batch_size_per_gpu'])
-        # 1.x names encode GPUs x images per GPU, e.g. _4xb2-
-        assert '_{}xb{}-'.format(e['gpus'], e['batch_size_per_gpu']) in (
-            m['Name'])
+        e = by_weights[m['weights']]
+        for field in ('backbone', 'dataset', 'crop_size', 'iters', 'gpus',
+                      'batch_size_per_gpu', 'published'):
+            assert e[field] == m[field], (m['name'], field)
+        assert m['metafile_dataset'] == m['dataset'], m['name']
+        assert m['resources'].startswith('{}x '.format(e['gpus']))
+        assert m['batch_size'] == e['gpus'] * e['batch_size_per_gpu']
 
 
 def test_ssseg_rows_are_the_published_isnet_table():
-    rows = {(e['dataset'], SSSEG_BACKBONES[e['backbone']]): e
+    table = published.ssseg_rows()
+    rows = {(e['dataset'], published.SSSEG_BACKBONES[e['backbone']]): e
             for e in ENTRIES if e['source'] == 'ssseg'}
-    assert sorted(rows) == sorted(SSSEG_ISNET)
-    for key, (miou, flip, ms_flip, batch, epochs, images) in (
-            SSSEG_ISNET.items()):
+    assert sorted(rows) == sorted(table)
+    for key, row in table.items():
         e = rows[key]
-        assert e['published'] == {'miou': miou, 'miou_flip': flip,
-                                  'miou_ms_flip': ms_flip}, key
-        assert e['weights'] == SSSEG_URL.format(key[1], key[0])
-        assert e['gpus'] * e['batch_size_per_gpu'] == batch
-        # Iterations of `epochs` epochs: DistributedSampler gives each of G
-        # GPUs ceil(N / G) images; the loader drops the last partial batch.
+        assert e['published'] == _published(row['miou']), key
+        assert e['weights'] == row['weights']
+        assert e['gpus'] * e['batch_size_per_gpu'] == row['batch']
+        assert e['crop_size'] == row['crop']
+        # Iterations of the row's epochs, the same on 4 or 8 GPUs.
         for gpus in (4, 8):
-            per_epoch = math.ceil(images / gpus) // (batch // gpus)
-            assert e['iters'] == per_epoch * epochs, (key, gpus)
+            assert e['iters'] == published.ssseg_iters(row, gpus), (key, gpus)

@@ -1,9 +1,9 @@
 """Every model family takes odd input sizes and trains at batch size 1;
 grayscale and RGBA images go through predict and infer (issue 9, item 4).
 
-The families with the smallest backbones the package has: ResNet18_vd for the
-PaddleSeg forms, ResNet18_v1c for the mmseg / sssegmentation forms, and
-narrow heads.  Findings: in eval mode every family runs down to 1x1 inputs;
+The families (paddleseg_ctx/testing/families.yml) with the smallest
+backbones the package has: ResNet18_vd for the PaddleSeg forms, ResNet18_v1c
+for the mmseg / sssegmentation forms, and narrow heads.  Findings: in eval mode every family runs down to 1x1 inputs;
 at batch size 1 training works whenever the output-stride-8 feature maps are
 larger than 1x1 (inputs with H or W >= 9); smaller inputs give a BatchNorm
 one value per channel, which Paddle would pass through unnormalised, and are
@@ -12,40 +12,24 @@ refused with a message (``training.batch_norm``).
 import numpy as np
 import paddle
 import pytest
-from paddleseg.models.backbones import ResNet18_vd
 from PIL import Image
 
 from cli_utils import (load_model, logits, make_data, save_random_weights,
                        write_config)
-from paddleseg_ctx.backbones.resnet_v1c import ResNet18_v1c
 from paddleseg_ctx.cli import export, infer, predict, train
 from paddleseg_ctx.errors import run
-from paddleseg_ctx.models import CtxGCNet, CtxGINet, CtxISANet, CtxISNet
+from paddleseg_ctx.models import CtxGINet
+from paddleseg_ctx.testing.families import FAMILIES, build_light
 from paddleseg_ctx.training.batch_norm import (BatchNormSizeError,
                                                refuse_single_value_batch_norm)
 
 K = 5
-FAMILIES = {
-    'ginet': lambda: CtxGINet(K, ResNet18_vd(), jpu_width=32),
-    'isanet': lambda: CtxISANet(K, ResNet18_vd(output_stride=8),
-                                isa_channels=32),
-    'gcnet-paddleseg': lambda: CtxGCNet(K, ResNet18_vd(output_stride=8),
-                                        gc_channels=32),
-    'gcnet-mmseg': lambda: CtxGCNet(
-        K, ResNet18_v1c(output_stride=8), gc_channels=32,
-        head_conv_bias=False, channel_dropout=True, head_init='mmseg'),
-    'isnet-resnet': lambda: CtxISNet(K, ResNet18_v1c(output_stride=8),
-                                     feats_channels=32, transform_channels=16),
-    'isnet-lip': lambda: CtxISNet(
-        K, ResNet18_v1c(output_stride=8), feats_channels=32,
-        transform_channels=16, shortcut_channels=24, act='leakyrelu'),
-}
 
 
 @pytest.fixture(scope='module', params=sorted(FAMILIES))
 def model(request):
     paddle.seed(0)
-    return refuse_single_value_batch_norm(FAMILIES[request.param]())
+    return refuse_single_value_batch_norm(build_light(request.param, K))
 
 
 # GINet's class-node BatchNorm1Ds see K identical rows (``head.inp`` is

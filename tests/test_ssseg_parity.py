@@ -21,30 +21,12 @@ import paddleseg_ctx  # noqa: F401
 from paddleseg_ctx.weights import load_model_weights
 from paddleseg.cvlibs import Config, SegBuilder
 from paddleseg.cvlibs.config_checker import ConfigChecker
+from paddleseg_ctx.testing import references
 from model_checks import assert_logits_close
 from reference_imports import import_ssseg, import_torch
 
 NUM_CLASSES = 7
-RELU = {'type': 'ReLU', 'inplace': True}
-LEAKY = {'type': 'LeakyReLU', 'negative_slope': 0.01, 'inplace': True}
-# ssseg configs/isnet/isnet_{resnet50,resnest101}os8_{ade20k,lip}.py: backbone
-# and head settings (everything else as in configs/_base_/segmentors/isnet.py).
-CASES = {
-    'R50-ADE20K': dict(
-        backbone={'type': 'ResNet', 'depth': 50,
-                  'structure_type': 'resnet50conv3x3stem', 'outstride': 8,
-                  'use_conv3x3_stem': True},
-        act=RELU, shortcut=False, ours_backbone='ResNet50_v1c'),
-    'R50-LIP': dict(
-        backbone={'type': 'ResNet', 'depth': 50,
-                  'structure_type': 'resnet50conv3x3stem', 'outstride': 8,
-                  'use_conv3x3_stem': True},
-        act=LEAKY, shortcut=True, ours_backbone='ResNet50_v1c'),
-    'S101-ADE20K': dict(
-        backbone={'type': 'ResNeSt', 'depth': 101,
-                  'structure_type': 'resnest101', 'outstride': 8},
-        act=RELU, shortcut=False, ours_backbone='ResNeSt101'),
-}
+CASES = references.SSSEG_ISNET_CASES
 
 BLOCK_TORCH_AND_CONVERT = '''
 import runpy, sys
@@ -58,50 +40,9 @@ runpy.run_module("paddleseg_ctx.convert", run_name="__main__")
 '''
 
 
-def ssseg_isnet(case, num_classes=NUM_CLASSES):
-    """sssegmentation's ISNet with a real backbone, BN instead of SyncBN,
-    random weights; eval mode."""
-    import_ssseg()
-    torch = import_torch()
-    from ssseg.modules.models.segmentors.isnet import ISNet
-    cfg = {
-        'num_classes': num_classes,
-        'align_corners': False,
-        'norm_cfg': {'type': 'BatchNorm2d'},
-        'act_cfg': case['act'],
-        'backbone': dict(case['backbone'], pretrained=False,
-                         selected_indices=(0, 1, 2, 3)),
-        'head': {
-            'in_channels': 2048, 'feats_channels': 512,
-            'transform_channels': 256, 'concat_input': True, 'dropout': 0.1,
-            'shortcut': {'is_on': case['shortcut'], 'in_channels': 256,
-                         'feats_channels': 48},
-        },
-        'auxiliary': {'in_channels': 1024, 'out_channels': 512,
-                      'dropout': 0.1},
-    }
-    model = ISNet(cfg, mode='TEST')
-    rng = np.random.RandomState(0)
-    with torch.no_grad():
-        for name, value in model.state_dict().items():
-            if name.endswith('num_batches_tracked'):
-                value.fill_(11)
-                continue
-            if name.endswith('running_var'):
-                arr = rng.uniform(0.5, 1.5, value.shape)
-            elif name.endswith('running_mean'):
-                arr = rng.normal(0, 0.1, value.shape)
-            elif value.dim() <= 1:
-                arr = rng.normal(0, 0.1, value.shape) + (
-                    1.0 if name.endswith('weight') else 0.0)
-            else:
-                fan_in = int(np.prod(value.shape[1:]))
-                arr = rng.normal(0, 1.0 / np.sqrt(fan_in), value.shape)
-            value.copy_(torch.from_numpy(arr.astype('float32')))
-        # Sharpen the stage-1 classifier: the argmax that picks each pixel's
-        # class centre must not be flipped by float noise between frameworks.
-        model.decoder_stage1[4].weight.mul_(20.0)
-    return model.eval()
+def ssseg_isnet(case):
+    import_ssseg()  # skips the test without it
+    return references.ssseg_isnet(case, NUM_CLASSES)
 
 
 def ours_config(path, case):

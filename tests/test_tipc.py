@@ -20,10 +20,11 @@ from paddleseg.cvlibs import Config, SegBuilder
 from PIL import Image
 
 import paddleseg_ctx  # noqa: F401  (registers CtxGCNet for the dygraph check)
+from paddleseg_ctx.testing.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 TIPC = ROOT / 'test_tipc'
-MODELS = ('gcnet', 'ginet', 'isanet', 'isnet')
+MODELS = sorted({f.family.lower() for f in FAMILIES.values()})
 TRAIN_MODES = ('lite_train_lite_infer', 'lite_train_whole_infer',
                'whole_train_whole_infer')
 

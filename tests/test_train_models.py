@@ -19,6 +19,7 @@ from paddleseg.cvlibs.config import parse_from_yaml
 import paddleseg_ctx  # noqa: F401  (registers the models)
 from dataset_layouts import LAYOUTS
 from paddleseg_ctx.datasets.synthetic import make_synthetic_dataset
+from paddleseg_ctx.testing.families import FAMILIES
 from paddleseg_ctx.zoo import REPO_ROOT, is_published, load_zoo
 
 ITERS = 12
@@ -31,12 +32,8 @@ STILL = {
     'CtxGINet': ('head.fc1.', 'head.fc2.', 'head.gloru.graph.word_gcn.',
                  'head.gloru.graph.transfer.', 'head.gloru.graph.gamma_'),
 }
-MODELS = {
-    'CtxGINet': {'align_corners': True, 'jpu_width': 64},
-    'CtxISANet': {'isa_channels': 32, 'down_factor': [4, 4]},
-    'CtxGCNet': {'gc_channels': 64},
-    'CtxISNet': {'feats_channels': 64, 'transform_channels': 32},
-}
+# Model type -> its options here (the family table's ``learns`` column).
+MODELS = {f.type: f.learns for f in FAMILIES.values() if f.learns}
 # Loss weights of each model's training outputs: [main, aux], and ISNet's
 # [stage2, stage1, aux] (sssegmentation's 1, 0.4, 0.4).
 COEF = {'CtxISNet': [1, 0.4, 0.4]}

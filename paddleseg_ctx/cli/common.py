@@ -19,7 +19,7 @@ import os
 from paddleseg.utils import logger, utils
 from paddleseg.utils import utils as paddleseg_utils
 
-from paddleseg_ctx.cli.config_checks import Builder, ConfigError, read_config
+from paddleseg_ctx.config import Builder, ConfigError, read_config
 from paddleseg_ctx.errors import ArgumentParser
 
 DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')

@@ -12,7 +12,7 @@ import os
 from paddleseg.utils import logger
 
 from paddleseg_ctx.cli import common
-from paddleseg_ctx.cli.config_checks import ConfigError
+from paddleseg_ctx.config import ConfigError
 from paddleseg_ctx.deploy.config import Compose
 from paddleseg_ctx.deploy.export import FORMATS, export_model
 from paddleseg_ctx.errors import run

@@ -13,7 +13,7 @@ from paddleseg.utils import get_image_list, logger, utils
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.datasets.checks import CheckedCompose
 from paddleseg_ctx.errors import run
-from paddleseg_ctx.evaluation import exported
+from paddleseg_ctx.deploy import exported
 from paddleseg_ctx.weights import load_trained_weights
 
 # test_config keys of val that paddleseg.core.predict does not accept.

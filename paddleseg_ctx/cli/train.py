@@ -20,7 +20,7 @@ from paddleseg.core import train
 from paddleseg.utils import logger, utils
 
 from paddleseg_ctx.cli import common
-from paddleseg_ctx.cli.config_checks import ConfigError
+from paddleseg_ctx.config import ConfigError
 from paddleseg_ctx.datasets.survey import startup_check
 from paddleseg_ctx.errors import run
 from paddleseg_ctx.training.batch_norm import refuse_single_value_batch_norm

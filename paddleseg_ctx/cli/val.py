@@ -19,8 +19,8 @@ from paddleseg.utils import logger, utils
 
 from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import common
+from paddleseg_ctx.deploy import exported
 from paddleseg_ctx.errors import run
-from paddleseg_ctx.evaluation import exported
 from paddleseg_ctx.zoo import ZOO_FILE, ZooError, find_entry
 
 # PaddleSeg's own test-time flags, which --protocol replaces.

@@ -134,7 +134,7 @@ def check_config(config, workers=None, opts=None):
     """Read the train and val sets of ``config`` through once, print what
     was found; returns the list of problems (empty: all readable).  Split
     sizes other than a published row's are a printed warning, no problem."""
-    from paddleseg_ctx.cli.config_checks import Builder, read_config
+    from paddleseg_ctx.config import Builder, read_config
     workers = workers or min(8, multiprocessing.cpu_count())
     cfg = read_config(config, opts)
     builder = Builder(cfg, config)

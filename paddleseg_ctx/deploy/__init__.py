@@ -9,6 +9,12 @@ plus Paddle Inference or ONNX Runtime:
 - ``config``: ``deploy.yaml`` and PaddleSeg's deterministic transforms
 - ``backends``: Paddle Inference and ONNX Runtime behind one call
 - ``visualize``: palette PNGs and overlays like PaddleSeg's predict
+- ``predictor``: the engine behind ``python -m paddleseg_ctx.infer``: image
+  lists in, palette PNGs and overlays out
+
+``exported`` (paddle and PaddleSeg) puts an exported program in the place of
+the dygraph model for ``val`` and ``predict --backend``, exporting it once
+into a cache.
 
 Names below are imported on first use, so that reading the runtime part
 never imports paddle (an ONNX Runtime machine need not have it).

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 __all__ = [
-    'COLUMNS', 'Protocol', 'SOURCE_CHOICES', 'STEPS', 'Steps', 'describe',
+    'COLUMNS', 'MERGES', 'MIOU_RULES', 'MODES', 'Protocol', 'SOURCES',
+    'SOURCE_CHOICES', 'STEPS', 'Steps', 'TEST_RESIZES', 'describe',
     'paddleseg_flags', 'protocol_for', 'source_mismatches'
 ]
 
 # CLI name of a column -> key of its number in a zoo entry's ``published``.
 COLUMNS = {'single': 'miou', 'flip': 'miou_flip', 'ms_flip': 'miou_ms_flip'}
 
+# The vocabulary of a protocol (configs/model_zoo.yml's schema uses it too).
 SOURCES = ('paddleseg', 'mmseg', 'ssseg')
 TEST_RESIZES = ('none', 'fit', 'squash')
 MODES = ('whole', 'slide')
