@@ -5,6 +5,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('GLOG_minloglevel', '2')
+# val/predict default to --backend auto, which exports each model before it
+# runs (tests/test_backends.py tests it); elsewhere the suite evaluates the
+# dygraph model without an export per test.
+os.environ.setdefault('PADDLESEG_CTX_BACKEND', 'dygraph')
 
 # The part of the suite each test module belongs to (pytest -m unit, ...):
 #   unit         one piece at a time, in this process, small inputs; the

@@ -206,3 +206,131 @@ def test_dygraph_refuses_an_export_directory(setup, tmp_path):
     with pytest.raises(exported.BackendError, match='is an exported model; run it with '
                        '--backend paddle or onnxruntime'):
         run_val(setup, 'dygraph', model_path=str(tmp_path))
+
+
+# --backend auto: the fastest backend whose output equals dygraph's on CPU.
+
+def test_auto_runs_onnxruntime_when_it_gives_the_dygraph_answer(
+        setup, dygraph, capsys):
+    actual = run_val(setup, 'auto')
+    assert_same_miou(actual, dygraph['whole'], 'auto')
+    assert '--backend auto: onnxruntime' in capsys.readouterr().out
+
+
+def shifted_runner(runner_class):
+    """``runner_class`` whose output favours class 0 everywhere: labels
+    that are not dygraph's."""
+
+    class Shifted(runner_class):
+        def __call__(self, x):
+            out = super().__call__(x).copy()
+            out[:, 0] += 100.0
+            return out
+
+    return Shifted
+
+
+def test_auto_skips_a_backend_whose_answer_differs(setup, dygraph, monkeypatch,
+                                                   capsys):
+    monkeypatch.setattr(exported, 'OnnxRunner',
+                        shifted_runner(exported.OnnxRunner))
+    weights = save_random_weights(setup['config'],
+                                  setup['root'] / 'auto1.pdparams', seed=11)
+    actual = run_val(setup, 'auto', model_path=weights)
+    out = capsys.readouterr().out
+    assert ("--backend auto: not onnxruntime: 100.000% of the probe's labels "
+            'differ') in out
+    assert '--backend auto: paddle' in out
+    assert_same_miou(actual, run_val(setup, 'dygraph', model_path=weights),
+                     'auto skipping onnxruntime')
+
+
+def test_auto_falls_back_to_dygraph(setup, dygraph, monkeypatch, capsys):
+    for name in ('OnnxRunner', 'InferenceRunner'):
+        monkeypatch.setattr(exported, name,
+                            shifted_runner(getattr(exported, name)))
+    weights = save_random_weights(setup['config'],
+                                  setup['root'] / 'auto2.pdparams', seed=12)
+    actual = run_val(setup, 'auto', model_path=weights)
+    out = capsys.readouterr().out
+    assert '--backend auto: dygraph, as no faster backend gives its answer' \
+        in out
+    assert out.count("of the probe's labels differ") == 2
+    assert_same_miou(actual, run_val(setup, 'dygraph', model_path=weights),
+                     'auto fallen back to dygraph')
+
+
+def test_auto_without_onnxruntime_runs_paddle_inference(setup, dygraph,
+                                                       monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # not installed
+    actual = run_val(setup, 'auto')
+    out = capsys.readouterr().out
+    assert '--backend auto: paddle' in out
+    assert ('--backend auto: not onnxruntime: --backend onnxruntime needs '
+            'onnxruntime') in out
+    assert_same_miou(actual, dygraph['whole'], 'auto without onnxruntime')
+
+
+def test_auto_on_gpu_is_dygraph(setup, monkeypatch, capsys):
+    monkeypatch.setattr(exported, '_device', lambda: 'gpu')
+
+    def no_export(*args, **kwargs):
+        raise AssertionError('exported on GPU')
+
+    monkeypatch.setattr(exported, '_exported', no_export)
+    run_val(setup, 'auto')
+    assert '--backend auto: dygraph (on GPU).' in capsys.readouterr().out
+
+
+def test_auto_keeps_its_verdict_with_the_export(setup, dygraph, monkeypatch):
+    run_val(setup, 'auto')  # the probe ran for these weights (or earlier)
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError('probed again')
+
+    monkeypatch.setattr(exported, 'logits_differ', no_probe)
+    assert_same_miou(run_val(setup, 'auto'), dygraph['whole'], 'auto again')
+
+
+def test_auto_runs_an_export_directory_with_onnxruntime(setup, dygraph,
+                                                        tmp_path, capsys):
+    model = load_model(setup['config'], setup['weights'])
+    export_model(model, str(tmp_path), [{'type': 'Normalize'}], 'both',
+                 output_op='none')
+    actual = run_val(setup, 'auto', model_path=str(tmp_path))
+    assert_same_miou(actual, dygraph['whole'], 'auto export directory')
+    assert '--backend auto: onnxruntime for the export' in \
+        capsys.readouterr().out
+
+
+def test_default_backend_is_auto_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv(exported.BACKEND_ENV, raising=False)
+    for command in (val, predict):
+        assert command.build_parser().get_default('backend') == 'auto'
+    monkeypatch.setenv(exported.BACKEND_ENV, 'paddle')
+    assert val.build_parser().get_default('backend') == 'paddle'
+    monkeypatch.setenv(exported.BACKEND_ENV, 'tensorrt')
+    with pytest.raises(exported.BackendError,
+                       match="PADDLESEG_CTX_BACKEND='tensorrt' is not a "
+                       'backend; use one of auto, dygraph, paddle, '
+                       'onnxruntime'):
+        val.build_parser()
+
+
+def test_probe_comparison_hand_checked():
+    expected = np.zeros([1, 3, 2, 2], 'float32')
+    expected[0, 1] = 10.0  # label 1 everywhere, logit range 10
+    assert exported.logits_differ(expected.copy(), expected) is None
+    close = expected.copy()
+    close[0, 0, 0, 0] = 0.009  # 0.9e-3 of the range
+    assert exported.logits_differ(close, expected) is None
+    far = expected.copy()
+    far[0, 0, 0, 0] = 0.011
+    assert exported.logits_differ(far, expected) == \
+        'logits differ by 0.0011 of their range (> 0.001)'
+    flipped = expected.copy()
+    flipped[0, 2, 1, 1] = 11.0  # one of four labels changes
+    assert exported.logits_differ(flipped, expected) == \
+        "25.000% of the probe's labels differ"
+    assert exported.logits_differ(expected[:, :2], expected) == \
+        'shape [1, 2, 2, 2] instead of [1, 3, 2, 2]'

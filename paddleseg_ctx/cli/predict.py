@@ -35,8 +35,8 @@ def build_parser():
         default='./output/result',
         help='Output directory. Default: ./output/result.')
     parser.add_argument(
-        '--backend', default='dygraph', choices=exported.BACKENDS,
-        help=exported.BACKEND_HELP)
+        '--backend', default=exported.default_backend(),
+        choices=exported.BACKENDS, help=exported.backend_help())
     common.add_device(parser, 'prediction')
     common.add_test_aug(parser, 'aug_pred', 'prediction')
     other = parser.add_argument_group('other')

@@ -43,8 +43,8 @@ def build_parser():
         'sssegmentation protocol). Replaces the augmentation and '
         'sliding-window flags.')
     parser.add_argument(
-        '--backend', default='dygraph', choices=exported.BACKENDS,
-        help=exported.BACKEND_HELP)
+        '--backend', default=exported.default_backend(),
+        choices=exported.BACKENDS, help=exported.backend_help())
     common.add_num_workers(parser)
     common.add_device(parser, 'evaluation')
     common.add_test_aug(parser, 'aug_eval', 'evaluation')

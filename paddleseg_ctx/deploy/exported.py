@@ -11,6 +11,14 @@ weights, exported on first use into ``<SEG_HOME>/exported/<key>`` (default
 model's source code, so that later runs reuse it.  On CPU, Paddle Inference
 uses oneDNN when a check in a child process finds that it gives the plain
 output for the program (not for every model on Paddle 3.3.1).
+
+``--backend auto`` (the default) runs dygraph on a GPU.  On CPU it takes the
+first of ONNX Runtime and Paddle Inference (the order of their speed in
+scripts/benchmark.py, README "Speed") that is installed, exports and gives
+the dygraph answer on a probe image: the same label everywhere and logits
+within :data:`PROBE_RTOL` of the logit range; the verdict is kept with the
+export.  Failing both, it runs dygraph.  The log says which backend runs and
+why the others did not.
 """
 import hashlib
 import importlib.util
@@ -37,15 +45,19 @@ from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.version import __version__
 from paddleseg_ctx.weights import load_trained_weights
 
-__all__ = ['BACKENDS', 'BACKEND_HELP', 'BackendError', 'ExportedModel',
-           'ExportedRawModel', 'load_model']
+__all__ = ['BACKENDS', 'BACKEND_ENV', 'BackendError', 'ExportedModel',
+           'ExportedRawModel', 'backend_help', 'default_backend',
+           'load_model']
 
-BACKENDS = ('dygraph', 'paddle', 'onnxruntime')
-BACKEND_HELP = (
-    'What runs the network: dygraph (Paddle, the default), paddle (Paddle '
-    'Inference) or onnxruntime (ONNX Runtime, the fastest on CPU), on the '
-    'model exported once into <SEG_HOME>/exported (or an export directory '
-    'as --model_path); every protocol step around it is unchanged.')
+BACKENDS = ('auto', 'dygraph', 'paddle', 'onnxruntime')
+# Tried by ``auto`` on CPU, fastest first (scripts/benchmark.py).
+CPU_PREFERENCE = ('onnxruntime', 'paddle')
+# The environment variable that changes the default of --backend.
+BACKEND_ENV = 'PADDLESEG_CTX_BACKEND'
+# Probe of ``auto``: size of its image and its logit tolerance, relative to
+# the largest |logit| of dygraph.
+PROBE_SHAPE = (1, 3, 160, 224)
+PROBE_RTOL = 1e-3
 # What exporting for a backend needs besides paddle: (module, pip package).
 _NEEDS = {
     'onnxruntime': (('onnxruntime', 'onnxruntime'),
@@ -123,6 +135,27 @@ class _RawLogits(paddle.nn.Layer):
         return self.model.raw_logits(x)
 
 
+def default_backend():
+    """``--backend``'s default: $PADDLESEG_CTX_BACKEND, else auto."""
+    backend = os.environ.get(BACKEND_ENV) or 'auto'
+    if backend not in BACKENDS:
+        raise BackendError('{}={!r} is not a backend; use one of {}.'.format(
+            BACKEND_ENV, backend, ', '.join(BACKENDS)))
+    return backend
+
+
+def backend_help():
+    return (
+        'What runs the network: auto (default; on CPU the fastest of '
+        'onnxruntime and paddle whose output equals dygraph\'s on a probe '
+        'image, else dygraph; dygraph on GPU), dygraph (the trained Paddle '
+        'model), paddle (Paddle Inference) or onnxruntime (ONNX Runtime), on '
+        'the model exported once into <SEG_HOME>/exported (or an export '
+        'directory as --model_path); every protocol step around it is '
+        'unchanged. ${} sets another default. Now: {}.'.format(
+            BACKEND_ENV, default_backend()))
+
+
 def load_model(builder, model_path, backend, cpu_threads=None, cache_dir=None):
     """The model val and predict run.
 
@@ -153,17 +186,33 @@ def load_model(builder, model_path, backend, cpu_threads=None, cache_dir=None):
             'paddle or onnxruntime, or give the trained .pdparams for '
             'dygraph.'.format(model_path))
     if deploy_yaml:
+        if backend == 'auto':
+            backend = _export_dir_backend(deploy_yaml)
         return _from_export_dir(builder, deploy_yaml, backend, cpu_threads)
     model = builder.model
     load_trained_weights(model, model_path)
     if backend == 'dygraph':
         return model
+    if backend == 'auto':
+        return _fastest_correct(model, builder, cpu_threads, cache_dir)
+    missing = _missing_package(backend)
+    if missing:
+        raise BackendError(missing)
+    return _exported(model, builder, backend, cpu_threads, cache_dir)[0]
+
+
+def _missing_package(backend):
+    """What ``backend`` needs and is not installed, as a message, or None."""
     for module, package in _NEEDS[backend]:
         if importlib.util.find_spec(module) is None:
-            raise BackendError(
-                '--backend {} needs {}, which is not installed (pip install '
-                '{}); or use --backend paddle or dygraph.'.format(
-                    backend, module, package))
+            return ('--backend {} needs {}, which is not installed (pip '
+                    'install {}); or use --backend paddle or dygraph.'.format(
+                        backend, module, package))
+    return None
+
+
+def _exported(model, builder, backend, cpu_threads, cache_dir):
+    """``(ExportedModel, export directory)`` of ``model`` on ``backend``."""
     if getattr(model, 'data_format', 'NCHW') != 'NCHW':
         raise BackendError('--backend {} runs NCHW models only; drop '
                            '--data_format NHWC.'.format(backend))
@@ -189,8 +238,86 @@ def load_model(builder, model_path, backend, cpu_threads=None, cache_dir=None):
     align_corners = bool(getattr(model, 'align_corners', False))
     if raw:
         return ExportedRawModel(runner, align_corners,
-                                getattr(model, 'align_mode', 0))
-    return ExportedModel(runner, align_corners)
+                                getattr(model, 'align_mode', 0)), save_dir
+    return ExportedModel(runner, align_corners), save_dir
+
+
+def _fastest_correct(model, builder, cpu_threads, cache_dir):
+    """``--backend auto`` for weights: see the module docstring."""
+    if _device() != 'cpu':
+        logger.info('--backend auto: dygraph (on GPU).')
+        return model
+    for backend in CPU_PREFERENCE:
+        why = _missing_package(backend)
+        if why is None:
+            try:
+                candidate, save_dir = _exported(model, builder, backend,
+                                                cpu_threads, cache_dir)
+                why = _differs_from_dygraph(model, candidate, save_dir)
+            except BackendError as err:
+                why = str(err)
+        if why is None:
+            logger.info('--backend auto: {} (its output equals dygraph\'s; '
+                        '--backend dygraph runs the trained model '
+                        'itself).'.format(backend))
+            return candidate
+        logger.info('--backend auto: not {}: {}'.format(backend, why))
+    logger.info('--backend auto: dygraph, as no faster backend gives its '
+                'answer here.')
+    return model
+
+
+def _differs_from_dygraph(model, candidate, memo_dir):
+    """None where ``candidate`` gives ``model``'s labels and logits on the
+    probe image, else what differs (kept in ``memo_dir``: the export is of
+    these weights only)."""
+    memo = os.path.join(memo_dir, 'probe.yaml')
+    if os.path.isfile(memo):
+        with open(memo) as f:
+            return yaml.safe_load(f)['differs']
+    x = np.random.RandomState(0).uniform(-2, 2, PROBE_SHAPE).astype('float32')
+    raw = isinstance(candidate, ExportedRawModel)
+    model.eval()
+    with paddle.no_grad():
+        expected = (model.raw_logits if raw else model)(paddle.to_tensor(x))
+    expected = expected[0].numpy()
+    actual = (candidate.raw_logits if raw else candidate)(x)[0].numpy()
+    differs = logits_differ(actual, expected)
+    atomic_write(memo, lambda tmp: _dump_yaml({'differs': differs}, tmp))
+    return differs
+
+
+def logits_differ(actual, expected, rtol=PROBE_RTOL):
+    """None when ``actual`` has ``expected``'s shape and per-pixel labels
+    and its logits are within ``rtol`` x the largest |expected|; else what
+    differs, in words."""
+    if actual.shape != expected.shape:
+        return 'shape {} instead of {}'.format(list(actual.shape),
+                                               list(expected.shape))
+    flipped = float(np.mean(actual.argmax(1) != expected.argmax(1)))
+    if flipped:
+        return '{:.3%} of the probe\'s labels differ'.format(flipped)
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    err = float(np.abs(actual - expected).max()) / scale
+    if err > rtol:
+        return 'logits differ by {:.2g} of their range (> {:g})'.format(
+            err, rtol)
+    return None
+
+
+def _export_dir_backend(deploy_yaml):
+    """``--backend auto`` for an export directory: ONNX Runtime where the
+    export has an ONNX model and it is installed, else Paddle Inference
+    (no dygraph to compare with: the export is what the user made)."""
+    try:
+        onnx = DeployConfig(deploy_yaml).onnx
+    except ValueError:
+        onnx = None  # _from_export_dir says what is wrong with the file
+    backend = ('onnxruntime' if onnx and os.path.isfile(onnx) and
+               importlib.util.find_spec('onnxruntime') else 'paddle')
+    logger.info('--backend auto: {} for the export {}.'.format(
+        backend, deploy_yaml))
+    return backend
 
 
 def _deploy_yaml(model_path):
