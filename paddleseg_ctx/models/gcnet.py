@@ -18,9 +18,10 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
-from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import ContextSegModel, aux_layer
+from paddleseg_ctx.models.base import ContextSegModel
+from paddleseg_ctx.models.heads import (AUX_LAYER, conv_bn_act,
+                                        dropout_layer, fcn_head)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGCNet', 'GCNetHead', 'GlobalContextBlock']
@@ -63,8 +64,13 @@ class CtxGCNet(ContextSegModel):
                  enable_auxiliary_loss=True,
                  align_corners=False,
                  pretrained=None):
-        super().__init__(num_classes, backbone, backbone_indices,
-                         enable_auxiliary_loss, align_corners, 0, pretrained)
+        super().__init__(
+            num_classes,
+            backbone,
+            backbone_indices=backbone_indices,
+            enable_auxiliary_loss=enable_auxiliary_loss,
+            align_corners=align_corners,
+            pretrained=pretrained)
         if head_init not in HEAD_INITS:
             raise ValueError('CtxGCNet: head_init must be one of {}, got '
                              '{!r}.'.format(', '.join(HEAD_INITS), head_init))
@@ -75,8 +81,8 @@ class CtxGCNet(ContextSegModel):
             self.head.init_mmseg()
         self.init_weight()
 
-    def decode(self, feats):
-        return self.head(*feats)
+    def decode(self, feats, extra):
+        return self.head(*feats, extra=extra)
 
 
 class GCNetHead(nn.Layer):
@@ -88,22 +94,26 @@ class GCNetHead(nn.Layer):
                  conv_bias, channel_dropout, enable_auxiliary_loss):
         super().__init__()
         aux_channels, c4_channels = in_channels
-        bias = None if conv_bias else False
-        self.conv_bn_relu1 = layers.ConvBNReLU(
-            c4_channels, gc_channels, 3, bias_attr=bias)
+        self.conv_bn_relu1 = conv_bn_act(
+            c4_channels, gc_channels, 3, bias=conv_bias)
         self.gc_block = GlobalContextBlock(gc_channels, ratio)
-        self.conv_bn_relu2 = layers.ConvBNReLU(
-            gc_channels, gc_channels, 3, bias_attr=bias)
-        self.conv_bn_relu3 = layers.ConvBNReLU(
-            c4_channels + gc_channels, gc_channels, 3, bias_attr=bias)
-        self.dropout = _dropout(channel_dropout)
+        self.conv_bn_relu2 = conv_bn_act(
+            gc_channels, gc_channels, 3, bias=conv_bias)
+        self.conv_bn_relu3 = conv_bn_act(
+            c4_channels + gc_channels, gc_channels, 3, bias=conv_bias)
+        self.dropout = dropout_layer(0.1, channel_dropout)
         self.conv = nn.Conv2D(gc_channels, num_classes, 1)
         self.auxlayer = None
         if enable_auxiliary_loss:
-            self.auxlayer = aux_layer(aux_channels, num_classes, conv_bias)
-            self.auxlayer.dropout = _dropout(channel_dropout)  # no parameters: keys unchanged
+            self.auxlayer = fcn_head(
+                aux_channels,
+                num_classes,
+                channels=aux_channels // 4,
+                conv_bias=conv_bias,
+                channel_dropout=channel_dropout,
+                names=AUX_LAYER)
 
-    def forward(self, c3, c4):
+    def forward(self, c3, c4, extra):
         x = self.conv_bn_relu2(self.gc_block(self.conv_bn_relu1(c4)))
         # One name rebound step by step: each input is freed before the next
         # conv runs (its im2col buffer sets the eval peak).
@@ -111,7 +121,7 @@ class GCNetHead(nn.Layer):
         x = self.conv_bn_relu3(x)
         x = self.dropout(x)
         logits = [self.conv(x)]
-        if self.auxlayer is not None:
+        if extra and self.auxlayer is not None:
             logits.append(self.auxlayer(c3))
         return logits
 
@@ -171,10 +181,6 @@ class GlobalContextBlock(nn.Layer):
             param.set_value(paddle.uniform(param.shape, min=-bound, max=bound))
         _fill(last.weight, 0.0)
         _fill(last.bias, 0.0)
-
-
-def _dropout(channel_wise):
-    return nn.Dropout2D(p=0.1) if channel_wise else nn.Dropout(p=0.1)
 
 
 def _fill(param, value):
