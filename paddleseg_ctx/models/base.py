@@ -41,8 +41,9 @@ class ContextSegModel(nn.Layer):
     Args:
         num_classes (int): Number of classes.
         backbone (nn.Layer): Backbone exposing ``feat_channels``.
-        backbone_indices (sequence[int]): Backbone outputs given to ``decode``;
-            their channels are in ``self.in_channels``.
+        backbone_indices (sequence[int]): Backbone outputs given to
+            ``decode``, one per name in ``BACKBONE_FEATURES``; their channels
+            are in ``self.in_channels``.
         enable_auxiliary_loss (bool): Build the auxiliary head and return its
             logits (see the module docstring for when).
         align_corners (bool): ``align_corners`` of the final bilinear resize.
@@ -51,6 +52,8 @@ class ContextSegModel(nn.Layer):
         pretrained (str|None): Path or URL of whole-model weights.
     """
 
+    # The backbone outputs ``decode`` reads, one name per backbone index.
+    BACKBONE_FEATURES = ()
     # Whether eval returns the extra logits too (module docstring).
     EXTRA_LOGITS_IN_EVAL = True
 
@@ -63,6 +66,11 @@ class ContextSegModel(nn.Layer):
                  align_corners=False,
                  align_mode=0,
                  pretrained=None):
+        if len(backbone_indices) != len(self.BACKBONE_FEATURES):
+            raise ValueError(
+                '{} needs {} backbone_indices ({}), got {}.'.format(
+                    type(self).__name__, len(self.BACKBONE_FEATURES),
+                    ', '.join(self.BACKBONE_FEATURES), list(backbone_indices)))
         super().__init__()
         self.num_classes = num_classes
         self.backbone = backbone

@@ -52,28 +52,20 @@ class CtxGCNet(ContextSegModel):
         pretrained (str|None): Whole-model weights (path or URL).
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(2, 3),
-                 gc_channels=512,
-                 ratio=0.25,
-                 head_conv_bias=True,
-                 channel_dropout=False,
-                 head_init='paddle',
-                 enable_auxiliary_loss=True,
-                 align_corners=False,
+    BACKBONE_FEATURES = ('C3', 'C4')
+
+    def __init__(self, num_classes, backbone, backbone_indices=(2, 3),
+                 gc_channels=512, ratio=0.25, head_conv_bias=True,
+                 channel_dropout=False, head_init='paddle',
+                 enable_auxiliary_loss=True, align_corners=False,
                  pretrained=None):
-        super().__init__(
-            num_classes,
-            backbone,
-            backbone_indices=backbone_indices,
-            enable_auxiliary_loss=enable_auxiliary_loss,
-            align_corners=align_corners,
-            pretrained=pretrained)
         if head_init not in HEAD_INITS:
             raise ValueError('CtxGCNet: head_init must be one of {}, got '
                              '{!r}.'.format(', '.join(HEAD_INITS), head_init))
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, pretrained=pretrained)
         self.head = GCNetHead(num_classes, self.in_channels, gc_channels, ratio,
                               head_conv_bias, channel_dropout,
                               enable_auxiliary_loss)
@@ -82,7 +74,7 @@ class CtxGCNet(ContextSegModel):
         self.init_weight()
 
     def decode(self, feats, extra):
-        return self.head(*feats, extra=extra)
+        return self.head(*feats, aux=extra)
 
 
 class GCNetHead(nn.Layer):
@@ -106,14 +98,11 @@ class GCNetHead(nn.Layer):
         self.auxlayer = None
         if enable_auxiliary_loss:
             self.auxlayer = fcn_head(
-                aux_channels,
-                num_classes,
-                channels=aux_channels // 4,
-                conv_bias=conv_bias,
-                channel_dropout=channel_dropout,
+                aux_channels, num_classes, channels=aux_channels // 4,
+                conv_bias=conv_bias, channel_dropout=channel_dropout,
                 names=AUX_LAYER)
 
-    def forward(self, c3, c4, extra):
+    def forward(self, c3, c4, aux):
         x = self.conv_bn_relu2(self.gc_block(self.conv_bn_relu1(c4)))
         # One name rebound step by step: each input is freed before the next
         # conv runs (its im2col buffer sets the eval peak).
@@ -121,7 +110,7 @@ class GCNetHead(nn.Layer):
         x = self.conv_bn_relu3(x)
         x = self.dropout(x)
         logits = [self.conv(x)]
-        if extra and self.auxlayer is not None:
+        if aux and self.auxlayer is not None:
             logits.append(self.auxlayer(c3))
         return logits
 

@@ -38,36 +38,21 @@ class CtxGINet(ContextSegModel):
         jpu_width (int): Channels of each JPU branch; the head gets 4x this.
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(0, 1, 2, 3),
-                 enable_auxiliary_loss=True,
-                 align_corners=True,
-                 jpu=True,
-                 pretrained=None,
-                 jpu_width=512):
-        if len(backbone_indices) != 4:
-            raise ValueError(
-                'CtxGINet needs four backbone_indices (C1, C2, C3, C4), got '
-                '{}.'.format(list(backbone_indices)))
-        super().__init__(
-            num_classes,
-            backbone,
-            backbone_indices=backbone_indices,
-            enable_auxiliary_loss=enable_auxiliary_loss,
-            align_corners=align_corners,
-            pretrained=pretrained)
+    BACKBONE_FEATURES = ('C1', 'C2', 'C3', 'C4')
+
+    def __init__(self, num_classes, backbone, backbone_indices=(0, 1, 2, 3),
+                 enable_auxiliary_loss=True, align_corners=True, jpu=True,
+                 pretrained=None, jpu_width=512):
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, pretrained=pretrained)
         _, c2, c3, c4 = self.in_channels
         self.jpu = layers.JPU([c2, c3, c4], jpu_width) if jpu else None
         self.head = GIHead(4 * jpu_width if jpu else c4, num_classes)
         if enable_auxiliary_loss:
-            self.auxlayer = fcn_head(
-                c3,
-                num_classes,
-                channels=c3 // 4,
-                channel_dropout=False,
-                names=AUX_LAYER)
+            self.auxlayer = fcn_head(c3, num_classes, channels=c3 // 4,
+                                     channel_dropout=False, names=AUX_LAYER)
         self.init_weight()
 
     def decode(self, feats, extra):

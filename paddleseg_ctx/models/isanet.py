@@ -38,31 +38,23 @@ class CtxISANet(ContextSegModel):
         pretrained (str|None): Whole-model weights (path or URL).
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(2, 3),
-                 isa_channels=256,
-                 down_factor=(8, 8),
-                 enable_auxiliary_loss=True,
-                 align_corners=False,
-                 align_mode=1,
-                 pretrained=None):
-        super().__init__(
-            num_classes,
-            backbone,
-            backbone_indices=backbone_indices,
-            enable_auxiliary_loss=enable_auxiliary_loss,
-            align_corners=align_corners,
-            align_mode=align_mode,
-            pretrained=pretrained)
+    BACKBONE_FEATURES = ('C3', 'C4')
+
+    def __init__(self, num_classes, backbone, backbone_indices=(2, 3),
+                 isa_channels=256, down_factor=(8, 8),
+                 enable_auxiliary_loss=True, align_corners=False,
+                 align_mode=1, pretrained=None):
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, align_mode=align_mode,
+                         pretrained=pretrained)
         self.head = ISAHead(num_classes, self.in_channels, isa_channels,
                             down_factor)
         self.init_weight()
 
     def decode(self, feats, extra):
-        return self.head(
-            *feats, aux=extra and self.enable_auxiliary_loss)
+        return self.head(*feats, aux=extra and self.enable_auxiliary_loss)
 
 
 class ISAHead(nn.Layer):
@@ -79,8 +71,8 @@ class ISAHead(nn.Layer):
         self.local_relation = self_attention(self.channels, isa_channels)
         self.out_conv = conv_bn_act(2 * self.channels, self.channels, 1)
         self.cls = fcn_head(self.channels, num_classes)
-        # PaddleSeg's width (C3/4 of ResNet50/101); its checkpoints hold this
-        # head whether or not the aux loss is on.
+        # 256 wide as PaddleSeg's (which hard-codes ResNet50/101's 1024 C3
+        # channels as input); its checkpoints hold this head either way.
         self.aux = fcn_head(aux_channels, num_classes, channels=256)
 
     def forward(self, c3, c4, aux):

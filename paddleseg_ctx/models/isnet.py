@@ -56,31 +56,18 @@ class CtxISNet(ContextSegModel):
         pretrained (str|None): Whole-model weights (path or URL).
     """
 
+    BACKBONE_FEATURES = ('C1', 'C2', 'C3', 'C4')
     EXTRA_LOGITS_IN_EVAL = False
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(0, 1, 2, 3),
-                 feats_channels=512,
-                 transform_channels=256,
-                 shortcut_channels=0,
-                 act='relu',
-                 dropout=0.1,
-                 enable_auxiliary_loss=True,
-                 align_corners=False,
+    def __init__(self, num_classes, backbone, backbone_indices=(0, 1, 2, 3),
+                 feats_channels=512, transform_channels=256,
+                 shortcut_channels=0, act='relu', dropout=0.1,
+                 enable_auxiliary_loss=True, align_corners=False,
                  pretrained=None):
-        if len(backbone_indices) != 4:
-            raise ValueError(
-                'CtxISNet needs four backbone_indices (C1, C2, C3, C4), got '
-                '{}.'.format(list(backbone_indices)))
-        super().__init__(
-            num_classes,
-            backbone,
-            backbone_indices=backbone_indices,
-            enable_auxiliary_loss=enable_auxiliary_loss,
-            align_corners=align_corners,
-            pretrained=pretrained)
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, pretrained=pretrained)
         self.head = ISNetHead(num_classes, self.in_channels, feats_channels,
                               transform_channels, shortcut_channels, act,
                               dropout, enable_auxiliary_loss, align_corners)
@@ -105,12 +92,8 @@ class ISNetHead(nn.Layer):
         self.ilc_net = ImageLevelContext(feats_channels, transform_channels,
                                          act)
         self.decoder_stage1 = fcn_head(
-            feats_channels,
-            num_classes,
-            channels=feats_channels,
-            kernel_size=1,
-            act=act,
-            dropout=dropout)
+            feats_channels, num_classes, channels=feats_channels,
+            kernel_size=1, act=act, dropout=dropout)
         self.slc_net = SemanticLevelContext(feats_channels, transform_channels,
                                             act)
         self.shortcut = None
@@ -119,11 +102,8 @@ class ISNetHead(nn.Layer):
             self.shortcut = conv_bn_act(
                 c1_channels, shortcut_channels, 1, act, bias=True)
             self.decoder_stage2 = fcn_head(
-                feats_channels + shortcut_channels,
-                num_classes,
-                channels=feats_channels,
-                kernel_size=1,
-                act=act,
+                feats_channels + shortcut_channels, num_classes,
+                channels=feats_channels, kernel_size=1, act=act,
                 dropout=dropout)
         else:
             self.decoder_stage2 = fcn_head(
@@ -131,12 +111,9 @@ class ISNetHead(nn.Layer):
         self.aux = None
         if enable_auxiliary_loss:
             # sssegmentation's aux width (512) is feats_channels in its configs.
-            self.aux = fcn_head(
-                c3_channels,
-                num_classes,
-                channels=feats_channels,
-                act=act,
-                dropout=dropout)
+            self.aux = fcn_head(c3_channels, num_classes,
+                                channels=feats_channels, act=act,
+                                dropout=dropout)
 
     def forward(self, c1, c2, c3, c4, extra):
         feats = self.bottleneck(c4)
