@@ -21,7 +21,8 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ctx.models.base import ContextSegModel
 from paddleseg_ctx.models.heads import (AUX_LAYER, conv_bn_act,
-                                        dropout_layer, fcn_head)
+                                        dropout_layer, fcn_head, fill,
+                                        init_mmseg_head, kaiming_normal)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGCNet', 'GCNetHead', 'GlobalContextBlock']
@@ -115,21 +116,14 @@ class GCNetHead(nn.Layer):
         return logits
 
     def init_mmseg(self):
-        """mmseg's initialisation: ConvModules Kaiming-normal (fan_out, ReLU)
-        with BN weight 1 / bias 0, GC block as mmcv's ContextBlock, classifiers
-        N(0, 0.01) with zero bias."""
+        """mmseg's initialisation: :func:`init_mmseg_head`, and the GC block
+        as mmcv's ContextBlock."""
         conv_bns = [self.conv_bn_relu1, self.conv_bn_relu2, self.conv_bn_relu3]
         classifiers = [self.conv]
         if self.auxlayer is not None:
             conv_bns.append(self.auxlayer.conv_bn_relu)
             classifiers.append(self.auxlayer.conv)
-        for conv_bn in conv_bns:
-            _kaiming_normal(conv_bn._conv, fan_mode='out')
-            _fill(conv_bn._batch_norm.weight, 1.0)
-            _fill(conv_bn._batch_norm.bias, 0.0)
-        for conv in classifiers:
-            conv.weight.set_value(paddle.normal(0, 0.01, conv.weight.shape))
-            _fill(conv.bias, 0.0)
+        init_mmseg_head(conv_bns, classifiers)
         self.gc_block.init_mmcv()
 
 
@@ -163,24 +157,10 @@ class GlobalContextBlock(nn.Layer):
         """mmcv ContextBlock's ``reset_parameters``: ``conv_mask``
         Kaiming-normal (fan_in), last conv zero (the block starts as the
         identity), the first conv PyTorch's default uniform init."""
-        _kaiming_normal(self.conv_mask, fan_mode='in')
+        kaiming_normal(self.conv_mask, fan_mode='in')
         first, last = self.channel_add_conv[0], self.channel_add_conv[3]
         bound = 1 / math.sqrt(first.weight.shape[1])
         for param in (first.weight, first.bias):
             param.set_value(paddle.uniform(param.shape, min=-bound, max=bound))
-        _fill(last.weight, 0.0)
-        _fill(last.bias, 0.0)
-
-
-def _fill(param, value):
-    if param is not None:
-        param.set_value(paddle.full(param.shape, value, param.dtype))
-
-
-def _kaiming_normal(conv, fan_mode):
-    """N(0, sqrt(2 / fan)) weights (ReLU gain) and zero bias."""
-    out_channels, in_channels, k_h, k_w = conv.weight.shape
-    fan = (out_channels if fan_mode == 'out' else in_channels) * k_h * k_w
-    conv.weight.set_value(
-        paddle.normal(0, math.sqrt(2.0 / fan), conv.weight.shape))
-    _fill(conv.bias, 0.0)
+        fill(last.weight, 0.0)
+        fill(last.bias, 0.0)

@@ -1,16 +1,20 @@
 """Head layers shared by the model families: conv+BN+act, the FCN head
-(auxiliary heads and classifiers) and the attention block.
+(auxiliary heads and classifiers), the attention block, and mmseg's
+initialisation of a head.
 
 Sublayer names are checkpoint key names, so each builder takes the layout its
 callers' published weights use and nothing here renames a key.
 """
+import math
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.models import layers
 
 __all__ = ['AUX_LAYER', 'AttentionBlock', 'attend', 'conv_bn_act',
-           'dropout_layer', 'fcn_head']
+           'dropout_layer', 'fcn_head', 'fill', 'init_mmseg_head',
+           'kaiming_normal']
 
 # Sublayer names of PaddleSeg's ``AuxLayer`` (keys ``conv_bn_relu.*``,
 # ``conv.*``), for :func:`fcn_head`.
@@ -142,3 +146,32 @@ def attend(query, key, value, scale):
     context = paddle.matmul(  # [N, Cv, HWq]
         value.flatten(2), F.softmax(sim, axis=-1), transpose_y=True)
     return context.reshape([0, 0, size[2], size[3]])
+
+
+def init_mmseg_head(conv_bns, classifiers):
+    """mmseg's initialisation of a head: conv+BN+act blocks as mmcv's
+    ConvModule (conv Kaiming-normal, fan_out, ReLU gain; BN weight 1, bias
+    0), classifiers N(0, 0.01) with zero bias."""
+    for conv_bn in conv_bns:
+        kaiming_normal(conv_bn._conv, fan_mode='out')
+        fill(conv_bn._batch_norm.weight, 1.0)
+        fill(conv_bn._batch_norm.bias, 0.0)
+    for conv in classifiers:
+        conv.weight.set_value(paddle.normal(0, 0.01, conv.weight.shape))
+        fill(conv.bias, 0.0)
+
+
+def kaiming_normal(conv, fan_mode):
+    """N(0, sqrt(2 / fan)) weights (ReLU gain) and zero bias; ``fan_mode``
+    'in' or 'out'."""
+    out_channels, in_channels, k_h, k_w = conv.weight.shape
+    fan = (out_channels if fan_mode == 'out' else in_channels) * k_h * k_w
+    conv.weight.set_value(
+        paddle.normal(0, math.sqrt(2.0 / fan), conv.weight.shape))
+    fill(conv.bias, 0.0)
+
+
+def fill(param, value):
+    """Set ``param`` (None: no-op) to ``value`` everywhere."""
+    if param is not None:
+        param.set_value(paddle.full(param.shape, value, param.dtype))
