@@ -55,8 +55,9 @@ def fcn_head(in_channels, num_classes, *, channels=None, kernel_size=3,
         conv_bias (bool): Whether that conv has a bias.
         dropout (float): Dropout probability.
         channel_dropout (bool): See :func:`dropout_layer`.
-        names (sequence[str]|None): Sublayer names (key prefixes), e.g.
-            :data:`AUX_LAYER`; None: numbered like any Sequential.
+        names (sequence[str]|None): Sublayer names (key prefixes), one per
+            layer, e.g. :data:`AUX_LAYER`; None: numbered like any
+            Sequential.
     """
     head = []
     if channels:
