@@ -18,9 +18,11 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
-from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import ContextSegModel, aux_layer
+from paddleseg_ctx.models.base import ContextSegModel
+from paddleseg_ctx.models.heads import (AUX_LAYER, conv_bn_act,
+                                        dropout_layer, fcn_head, fill,
+                                        init_mmseg_head, kaiming_normal)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGCNet', 'GCNetHead', 'GlobalContextBlock']
@@ -51,23 +53,20 @@ class CtxGCNet(ContextSegModel):
         pretrained (str|None): Whole-model weights (path or URL).
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(2, 3),
-                 gc_channels=512,
-                 ratio=0.25,
-                 head_conv_bias=True,
-                 channel_dropout=False,
-                 head_init='paddle',
-                 enable_auxiliary_loss=True,
-                 align_corners=False,
+    BACKBONE_FEATURES = ('C3', 'C4')
+
+    def __init__(self, num_classes, backbone, backbone_indices=(2, 3),
+                 gc_channels=512, ratio=0.25, head_conv_bias=True,
+                 channel_dropout=False, head_init='paddle',
+                 enable_auxiliary_loss=True, align_corners=False,
                  pretrained=None):
-        super().__init__(num_classes, backbone, backbone_indices,
-                         enable_auxiliary_loss, align_corners, 0, pretrained)
         if head_init not in HEAD_INITS:
             raise ValueError('CtxGCNet: head_init must be one of {}, got '
                              '{!r}.'.format(', '.join(HEAD_INITS), head_init))
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, pretrained=pretrained)
         self.head = GCNetHead(num_classes, self.in_channels, gc_channels, ratio,
                               head_conv_bias, channel_dropout,
                               enable_auxiliary_loss)
@@ -75,8 +74,8 @@ class CtxGCNet(ContextSegModel):
             self.head.init_mmseg()
         self.init_weight()
 
-    def decode(self, feats):
-        return self.head(*feats)
+    def decode(self, feats, extra):
+        return self.head(*feats, aux=extra)
 
 
 class GCNetHead(nn.Layer):
@@ -88,22 +87,23 @@ class GCNetHead(nn.Layer):
                  conv_bias, channel_dropout, enable_auxiliary_loss):
         super().__init__()
         aux_channels, c4_channels = in_channels
-        bias = None if conv_bias else False
-        self.conv_bn_relu1 = layers.ConvBNReLU(
-            c4_channels, gc_channels, 3, bias_attr=bias)
+        self.conv_bn_relu1 = conv_bn_act(
+            c4_channels, gc_channels, 3, bias=conv_bias)
         self.gc_block = GlobalContextBlock(gc_channels, ratio)
-        self.conv_bn_relu2 = layers.ConvBNReLU(
-            gc_channels, gc_channels, 3, bias_attr=bias)
-        self.conv_bn_relu3 = layers.ConvBNReLU(
-            c4_channels + gc_channels, gc_channels, 3, bias_attr=bias)
-        self.dropout = _dropout(channel_dropout)
+        self.conv_bn_relu2 = conv_bn_act(
+            gc_channels, gc_channels, 3, bias=conv_bias)
+        self.conv_bn_relu3 = conv_bn_act(
+            c4_channels + gc_channels, gc_channels, 3, bias=conv_bias)
+        self.dropout = dropout_layer(0.1, channel_dropout)
         self.conv = nn.Conv2D(gc_channels, num_classes, 1)
         self.auxlayer = None
         if enable_auxiliary_loss:
-            self.auxlayer = aux_layer(aux_channels, num_classes, conv_bias)
-            self.auxlayer.dropout = _dropout(channel_dropout)  # no parameters: keys unchanged
+            self.auxlayer = fcn_head(
+                aux_channels, num_classes, channels=aux_channels // 4,
+                conv_bias=conv_bias, channel_dropout=channel_dropout,
+                names=AUX_LAYER)
 
-    def forward(self, c3, c4):
+    def forward(self, c3, c4, aux):
         x = self.conv_bn_relu2(self.gc_block(self.conv_bn_relu1(c4)))
         # One name rebound step by step: each input is freed before the next
         # conv runs (its im2col buffer sets the eval peak).
@@ -111,26 +111,19 @@ class GCNetHead(nn.Layer):
         x = self.conv_bn_relu3(x)
         x = self.dropout(x)
         logits = [self.conv(x)]
-        if self.auxlayer is not None:
+        if aux and self.auxlayer is not None:
             logits.append(self.auxlayer(c3))
         return logits
 
     def init_mmseg(self):
-        """mmseg's initialisation: ConvModules Kaiming-normal (fan_out, ReLU)
-        with BN weight 1 / bias 0, GC block as mmcv's ContextBlock, classifiers
-        N(0, 0.01) with zero bias."""
+        """mmseg's initialisation: :func:`init_mmseg_head`, and the GC block
+        as mmcv's ContextBlock."""
         conv_bns = [self.conv_bn_relu1, self.conv_bn_relu2, self.conv_bn_relu3]
         classifiers = [self.conv]
         if self.auxlayer is not None:
             conv_bns.append(self.auxlayer.conv_bn_relu)
             classifiers.append(self.auxlayer.conv)
-        for conv_bn in conv_bns:
-            _kaiming_normal(conv_bn._conv, fan_mode='out')
-            _fill(conv_bn._batch_norm.weight, 1.0)
-            _fill(conv_bn._batch_norm.bias, 0.0)
-        for conv in classifiers:
-            conv.weight.set_value(paddle.normal(0, 0.01, conv.weight.shape))
-            _fill(conv.bias, 0.0)
+        init_mmseg_head(conv_bns, classifiers)
         self.gc_block.init_mmcv()
 
 
@@ -164,28 +157,10 @@ class GlobalContextBlock(nn.Layer):
         """mmcv ContextBlock's ``reset_parameters``: ``conv_mask``
         Kaiming-normal (fan_in), last conv zero (the block starts as the
         identity), the first conv PyTorch's default uniform init."""
-        _kaiming_normal(self.conv_mask, fan_mode='in')
+        kaiming_normal(self.conv_mask, fan_mode='in')
         first, last = self.channel_add_conv[0], self.channel_add_conv[3]
         bound = 1 / math.sqrt(first.weight.shape[1])
         for param in (first.weight, first.bias):
             param.set_value(paddle.uniform(param.shape, min=-bound, max=bound))
-        _fill(last.weight, 0.0)
-        _fill(last.bias, 0.0)
-
-
-def _dropout(channel_wise):
-    return nn.Dropout2D(p=0.1) if channel_wise else nn.Dropout(p=0.1)
-
-
-def _fill(param, value):
-    if param is not None:
-        param.set_value(paddle.full(param.shape, value, param.dtype))
-
-
-def _kaiming_normal(conv, fan_mode):
-    """N(0, sqrt(2 / fan)) weights (ReLU gain) and zero bias."""
-    out_channels, in_channels, k_h, k_w = conv.weight.shape
-    fan = (out_channels if fan_mode == 'out' else in_channels) * k_h * k_w
-    conv.weight.set_value(
-        paddle.normal(0, math.sqrt(2.0 / fan), conv.weight.shape))
-    _fill(conv.bias, 0.0)
+        fill(last.weight, 0.0)
+        fill(last.bias, 0.0)

@@ -11,8 +11,8 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import (ContextSegModel, aux_layer,
-                                       fcn_classifier)
+from paddleseg_ctx.models.base import ContextSegModel
+from paddleseg_ctx.models.heads import AUX_LAYER, conv_bn_act, fcn_head
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGINet', 'GIHead', 'GlobalReasonUnit']
@@ -38,34 +38,29 @@ class CtxGINet(ContextSegModel):
         jpu_width (int): Channels of each JPU branch; the head gets 4x this.
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(0, 1, 2, 3),
-                 enable_auxiliary_loss=True,
-                 align_corners=True,
-                 jpu=True,
-                 pretrained=None,
-                 jpu_width=512):
-        if len(backbone_indices) != 4:
-            raise ValueError(
-                'CtxGINet needs four backbone_indices (C1, C2, C3, C4), got '
-                '{}.'.format(list(backbone_indices)))
-        super().__init__(num_classes, backbone, backbone_indices,
-                         enable_auxiliary_loss, align_corners, 0, pretrained)
+    BACKBONE_FEATURES = ('C1', 'C2', 'C3', 'C4')
+
+    def __init__(self, num_classes, backbone, backbone_indices=(0, 1, 2, 3),
+                 enable_auxiliary_loss=True, align_corners=True, jpu=True,
+                 pretrained=None, jpu_width=512):
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, pretrained=pretrained)
         _, c2, c3, c4 = self.in_channels
         self.jpu = layers.JPU([c2, c3, c4], jpu_width) if jpu else None
         self.head = GIHead(4 * jpu_width if jpu else c4, num_classes)
         if enable_auxiliary_loss:
-            self.auxlayer = aux_layer(c3, num_classes, conv_bias=False)
+            self.auxlayer = fcn_head(c3, num_classes, channels=c3 // 4,
+                                     channel_dropout=False, names=AUX_LAYER)
         self.init_weight()
 
-    def decode(self, feats):
+    def decode(self, feats, extra):
         c3 = feats[2]
         c4 = self.jpu(*feats)[-1] if self.jpu is not None else feats[3]
         feats.clear()  # C1, C2, raw C4 freed before the head, as PaddleSeg
         logits = [self.head(c4)]
-        if self.enable_auxiliary_loss:
+        if extra and self.enable_auxiliary_loss:
             logits.append(self.auxlayer(c3))  # raw C3, as in PaddleSeg
         return logits
 
@@ -91,11 +86,10 @@ class GIHead(nn.Layer):
             nn.Linear(EMBED_DIM, 128), nn.BatchNorm1D(128), nn.ReLU())
         self.fc2 = nn.Sequential(
             nn.Linear(128, NUM_STATE), nn.BatchNorm1D(NUM_STATE), nn.ReLU())
-        self.conv5 = layers.ConvBNReLU(
-            in_channels, inter_channels, 3, padding=1, bias_attr=False)
+        self.conv5 = conv_bn_act(in_channels, inter_channels, 3)
         self.gloru = GlobalReasonUnit(inter_channels, num_classes)
-        self.conv6 = fcn_classifier(inter_channels, num_classes,
-                                    nn.Dropout(0.1))
+        self.conv6 = fcn_head(inter_channels, num_classes,
+                              channel_dropout=False)
 
     def class_nodes(self):
         """``fc2(fc1(inp))`` as [1, NUM_STATE, K].

@@ -10,13 +10,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
-from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import (ContextSegModel, attend,
-                                       fcn_classifier)
+from paddleseg_ctx.models.base import ContextSegModel
+from paddleseg_ctx.models.heads import AttentionBlock, conv_bn_act, fcn_head
 from paddleseg_ctx.registry import register
 
-__all__ = ['CtxISANet', 'ISAHead', 'SelfAttentionBlock']
+__all__ = ['CtxISANet', 'ISAHead']
 
 
 @register(manager.MODELS)
@@ -39,56 +38,48 @@ class CtxISANet(ContextSegModel):
         pretrained (str|None): Whole-model weights (path or URL).
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(2, 3),
-                 isa_channels=256,
-                 down_factor=(8, 8),
-                 enable_auxiliary_loss=True,
-                 align_corners=False,
-                 align_mode=1,
-                 pretrained=None):
-        super().__init__(num_classes, backbone, backbone_indices,
-                         enable_auxiliary_loss, align_corners, align_mode,
-                         pretrained)
+    BACKBONE_FEATURES = ('C3', 'C4')
+
+    def __init__(self, num_classes, backbone, backbone_indices=(2, 3),
+                 isa_channels=256, down_factor=(8, 8),
+                 enable_auxiliary_loss=True, align_corners=False,
+                 align_mode=1, pretrained=None):
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, align_mode=align_mode,
+                         pretrained=pretrained)
         self.head = ISAHead(num_classes, self.in_channels, isa_channels,
-                            down_factor, enable_auxiliary_loss)
+                            down_factor)
         self.init_weight()
 
-    def decode(self, feats):
-        return self.head(*feats)
+    def decode(self, feats, extra):
+        return self.head(*feats, aux=extra and self.enable_auxiliary_loss)
 
 
 class ISAHead(nn.Layer):
     """3x3 conv to C4/4 channels -> interlaced attention -> concat with its
     input -> 1x1 conv -> Dropout2D -> classifier; aux FCN head on C3."""
 
-    def __init__(self, num_classes, in_channels, isa_channels, down_factor,
-                 enable_auxiliary_loss):
+    def __init__(self, num_classes, in_channels, isa_channels, down_factor):
         super().__init__()
         aux_channels, c4_channels = in_channels
         self.channels = c4_channels // 4
         self.down_factor = tuple(down_factor)
-        self.enable_auxiliary_loss = enable_auxiliary_loss
-        self.in_conv = layers.ConvBNReLU(
-            c4_channels, self.channels, 3, bias_attr=False)
-        self.global_relation = SelfAttentionBlock(self.channels, isa_channels)
-        self.local_relation = SelfAttentionBlock(self.channels, isa_channels)
-        self.out_conv = layers.ConvBNReLU(
-            2 * self.channels, self.channels, 1, bias_attr=False)
-        self.cls = fcn_classifier(self.channels, num_classes,
-                                  nn.Dropout2D(p=0.1))
-        # PaddleSeg hard-codes 1024 input channels here (R50/R101 C3).
-        self.aux = nn.Sequential(
-            layers.ConvBNReLU(aux_channels, 256, 3, bias_attr=False),
-            nn.Dropout2D(p=0.1), nn.Conv2D(256, num_classes, 1))
+        self.in_conv = conv_bn_act(c4_channels, self.channels, 3)
+        self.global_relation = self_attention(self.channels, isa_channels)
+        self.local_relation = self_attention(self.channels, isa_channels)
+        self.out_conv = conv_bn_act(2 * self.channels, self.channels, 1)
+        self.cls = fcn_head(self.channels, num_classes)
+        # 256 wide as PaddleSeg's (which hard-codes ResNet50/101's 1024 C3
+        # channels as input); its checkpoints hold this head either way.
+        self.aux = fcn_head(aux_channels, num_classes, channels=256)
 
-    def forward(self, c3, c4):
+    def forward(self, c3, c4, aux):
         x = self.in_conv(c4)
         x = self.out_conv(paddle.concat([self.interlaced_attention(x), x], 1))
         logits = [self.cls(x)]
-        if self.enable_auxiliary_loss:
+        if aux:
             logits.append(self.aux(c3))
         return logits
 
@@ -109,46 +100,19 @@ class ISAHead(nn.Layer):
         x = F.pad(x, paddle.concat([p.reshape([1]).astype('int32') for p in pads]))
 
         x = x.reshape([0, c, q_h, p_h, q_w, p_w]).transpose([0, 3, 5, 1, 2, 4])
-        x = self.global_relation(x.reshape([-1, c, q_h, q_w]))
+        x = x.reshape([-1, c, q_h, q_w])
+        x = self.global_relation(x, x)
         x = x.reshape([-1, p_h, p_w, c, q_h, q_w]).transpose([0, 4, 5, 3, 1, 2])
-        x = self.local_relation(x.reshape([-1, c, p_h, p_w]))
+        x = x.reshape([-1, c, p_h, p_w])
+        x = self.local_relation(x, x)
         x = x.reshape([-1, q_h, q_w, c, p_h, p_w]).transpose([0, 3, 1, 4, 2, 5])
         x = x.reshape([0, c, q_h * p_h, q_w * p_w])
         return paddle.slice(
             x, axes=[2, 3], starts=[top, left], ends=[top + h, left + w])
 
 
-class SelfAttentionBlock(layers.AttentionBlock):
-    """Non-local attention (scaled dot product, softmax over keys) as
-    PaddleSeg's ISANet builds it: two ConvBNReLUs for query and key each, a
-    biased 1x1 conv for value, then a ConvBNReLU ``output_project``.  The
-    attention itself is :func:`attend` (PaddleSeg's, without transposes).
-
-    Args:
-        channels (int): Input and output channels.
-        key_channels (int): Query/key channels.
-    """
-
-    def __init__(self, channels, key_channels):
-        super().__init__(
-            key_in_channels=channels,
-            query_in_channels=channels,
-            channels=key_channels,
-            out_channels=channels,
-            share_key_query=False,
-            query_downsample=None,
-            key_downsample=None,
-            key_query_num_convs=2,
-            value_out_num_convs=1,
-            key_query_norm=True,
-            value_out_norm=False,
-            matmul_norm=True,
-            with_out=False)
-        self.output_project = layers.ConvBNReLU(
-            channels, channels, 1, bias_attr=False)
-
-    def forward(self, x):
-        context = attend(
-            self.query_project(x), self.key_project(x), self.value_project(x),
-            self.channels**-0.5)
-        return self.output_project(context)
+def self_attention(channels, key_channels):
+    """Self-attention as PaddleSeg's ISANet builds it: value a biased 1x1
+    conv of width ``channels``, output projection named ``output_project``."""
+    return AttentionBlock(channels, channels, key_channels, channels, channels,
+                          value_norm=False, out_name='output_project')

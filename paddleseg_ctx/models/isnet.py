@@ -13,15 +13,14 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
-from paddleseg.models import layers
 
-from paddleseg_ctx.models.base import (ContextSegModel, attend,
-                                       fcn_classifier)
+from paddleseg_ctx.models.base import ContextSegModel
+from paddleseg_ctx.models.heads import AttentionBlock, conv_bn_act, fcn_head
 from paddleseg_ctx.registry import register
 
 __all__ = [
     'CtxISNet', 'ISNetHead', 'ImageLevelContext', 'SemanticLevelContext',
-    'SelfAttentionBlock', 'semantic_centres'
+    'semantic_centres'
 ]
 
 
@@ -34,7 +33,8 @@ class CtxISNet(ContextSegModel):
     Training returns ``[stage2, stage1, aux]`` logits (``[stage2, stage1]``
     without the aux head), each resized to the input: use a loss config with
     three (two) entries, sssegmentation weights them ``coef: [1, 0.4, 0.4]``.
-    Evaluation and export return ``[stage2]`` only.
+    Evaluation and export return ``[stage2]`` only, as sssegmentation's
+    test mode (``EXTRA_LOGITS_IN_EVAL`` False).
 
     Args:
         num_classes (int): Number of classes.
@@ -56,45 +56,25 @@ class CtxISNet(ContextSegModel):
         pretrained (str|None): Whole-model weights (path or URL).
     """
 
-    def __init__(self,
-                 num_classes,
-                 backbone,
-                 backbone_indices=(0, 1, 2, 3),
-                 feats_channels=512,
-                 transform_channels=256,
-                 shortcut_channels=0,
-                 act='relu',
-                 dropout=0.1,
-                 enable_auxiliary_loss=True,
-                 align_corners=False,
+    BACKBONE_FEATURES = ('C1', 'C2', 'C3', 'C4')
+    EXTRA_LOGITS_IN_EVAL = False
+
+    def __init__(self, num_classes, backbone, backbone_indices=(0, 1, 2, 3),
+                 feats_channels=512, transform_channels=256,
+                 shortcut_channels=0, act='relu', dropout=0.1,
+                 enable_auxiliary_loss=True, align_corners=False,
                  pretrained=None):
-        if len(backbone_indices) != 4:
-            raise ValueError(
-                'CtxISNet needs four backbone_indices (C1, C2, C3, C4), got '
-                '{}.'.format(list(backbone_indices)))
-        super().__init__(num_classes, backbone, backbone_indices,
-                         enable_auxiliary_loss, align_corners, 0, pretrained)
+        super().__init__(num_classes, backbone,
+                         backbone_indices=backbone_indices,
+                         enable_auxiliary_loss=enable_auxiliary_loss,
+                         align_corners=align_corners, pretrained=pretrained)
         self.head = ISNetHead(num_classes, self.in_channels, feats_channels,
                               transform_channels, shortcut_channels, act,
                               dropout, enable_auxiliary_loss, align_corners)
         self.init_weight()
 
-    def decode(self, feats):
-        return self.head(*feats)
-
-
-def conv_bn_act(in_channels, out_channels, kernel_size, act):
-    """Bias-free conv ('same' padding) + BN + activation."""
-    return layers.ConvBNAct(
-        in_channels, out_channels, kernel_size, act_type=act, bias_attr=False)
-
-
-def conv_classifier(in_channels, channels, num_classes, kernel_size, act,
-                    dropout):
-    """[conv+BN+act, Dropout2D, 1x1 classifier] as a Sequential."""
-    return nn.Sequential(
-        conv_bn_act(in_channels, channels, kernel_size, act),
-        nn.Dropout2D(dropout), nn.Conv2D(channels, num_classes, 1))
+    def decode(self, feats, extra):
+        return self.head(*feats, extra=extra)
 
 
 class ISNetHead(nn.Layer):
@@ -111,28 +91,31 @@ class ISNetHead(nn.Layer):
         self.bottleneck = conv_bn_act(c4_channels, feats_channels, 3, act)
         self.ilc_net = ImageLevelContext(feats_channels, transform_channels,
                                          act)
-        self.decoder_stage1 = conv_classifier(feats_channels, feats_channels,
-                                              num_classes, 1, act, dropout)
+        self.decoder_stage1 = fcn_head(
+            feats_channels, num_classes, channels=feats_channels,
+            kernel_size=1, act=act, dropout=dropout)
         self.slc_net = SemanticLevelContext(feats_channels, transform_channels,
                                             act)
+        self.shortcut = None
         if shortcut_channels:
             # The shortcut conv keeps its bias, as in sssegmentation.
-            self.shortcut = layers.ConvBNAct(
-                c1_channels, shortcut_channels, 1, act_type=act)
-            self.decoder_stage2 = conv_classifier(
-                feats_channels + shortcut_channels, feats_channels,
-                num_classes, 1, act, dropout)
+            self.shortcut = conv_bn_act(
+                c1_channels, shortcut_channels, 1, act, bias=True)
+            self.decoder_stage2 = fcn_head(
+                feats_channels + shortcut_channels, num_classes,
+                channels=feats_channels, kernel_size=1, act=act,
+                dropout=dropout)
         else:
-            self.shortcut = None
-            self.decoder_stage2 = fcn_classifier(feats_channels, num_classes,
-                                                 nn.Dropout2D(dropout))
+            self.decoder_stage2 = fcn_head(
+                feats_channels, num_classes, dropout=dropout)
         self.aux = None
         if enable_auxiliary_loss:
             # sssegmentation's aux width (512) is feats_channels in its configs.
-            self.aux = conv_classifier(c3_channels, feats_channels,
-                                       num_classes, 3, act, dropout)
+            self.aux = fcn_head(c3_channels, num_classes,
+                                channels=feats_channels, act=act,
+                                dropout=dropout)
 
-    def forward(self, c1, c2, c3, c4):
+    def forward(self, c1, c2, c3, c4, extra):
         feats = self.bottleneck(c4)
         feats_il = self.ilc_net(feats)
         logits_stage1 = self.decoder_stage1(feats)
@@ -146,7 +129,7 @@ class ISNetHead(nn.Layer):
                 align_corners=self.align_corners)
             x = paddle.concat([x, shortcut], axis=1)
         logits = [self.decoder_stage2(x)]
-        if self.training:
+        if extra:
             logits.append(logits_stage1)
             if self.aux is not None:
                 logits.append(self.aux(c3))
@@ -159,9 +142,9 @@ class ImageLevelContext(nn.Layer):
 
     def __init__(self, channels, transform_channels, act):
         super().__init__()
-        self.correlate_net = SelfAttentionBlock(2 * channels, channels,
-                                                transform_channels, channels,
-                                                act)
+        self.correlate_net = AttentionBlock(
+            channels, 2 * channels, transform_channels, transform_channels,
+            channels, act=act)
         self.bottleneck = conv_bn_act(2 * channels, channels, 3, act)
 
     def forward(self, x):
@@ -180,9 +163,9 @@ class SemanticLevelContext(nn.Layer):
 
     def __init__(self, channels, transform_channels, act):
         super().__init__()
-        self.correlate_net = SelfAttentionBlock(channels, channels,
-                                                transform_channels, channels,
-                                                act)
+        self.correlate_net = AttentionBlock(
+            channels, channels, transform_channels, transform_channels,
+            channels, act=act)
         self.bottleneck = conv_bn_act(2 * channels, channels, 3, act)
 
     def forward(self, x, logits, feats_il):
@@ -232,56 +215,3 @@ def semantic_centres(feats, logits):
     out = paddle.gather(centres, index)  # [N*HW, C]
     return out.reshape([n, -1, c]).transpose([0, 2, 1]).reshape(
         paddle.shape(feats))
-
-
-class SelfAttentionBlock(layers.AttentionBlock):
-    """sssegmentation's attention block as used by ISNet: query and key each
-    two 1x1 conv+BN+act, value and output projections one each, scaled
-    dot-product softmax over keys.
-
-    PaddleSeg's ``AttentionBlock`` reshapes the context to ``out_channels``,
-    which breaks its own ``with_out`` option when the value width differs; so
-    the base is built without it at ``transform_channels`` and the output
-    projection is attached here.  The attention is :func:`attend`.
-
-    Args:
-        key_in_channels (int): Channels of the key/value input.
-        query_in_channels (int): Channels of the query input.
-        transform_channels (int): Query/key/value channels.
-        out_channels (int): Output channels.
-        act (str): Activation after each BN.
-    """
-
-    def __init__(self, key_in_channels, query_in_channels, transform_channels,
-                 out_channels, act):
-        self.act = act  # read by build_project during the base __init__
-        super().__init__(
-            key_in_channels=key_in_channels,
-            query_in_channels=query_in_channels,
-            channels=transform_channels,
-            out_channels=transform_channels,
-            share_key_query=False,
-            query_downsample=None,
-            key_downsample=None,
-            key_query_num_convs=2,
-            value_out_num_convs=1,
-            key_query_norm=True,
-            value_out_norm=True,
-            matmul_norm=True,
-            with_out=False)
-        self.out_project = conv_bn_act(transform_channels, out_channels, 1, act)
-
-    def forward(self, query_feats, key_feats):
-        context = attend(
-            self.query_project(query_feats), self.key_project(key_feats),
-            self.value_project(key_feats), self.channels**-0.5)
-        return self.out_project(context)
-
-    def build_project(self, in_channels, channels, num_convs, use_conv_module):
-        # Every projection here is conv+BN+act (use_conv_module is True).
-        convs = [conv_bn_act(in_channels, channels, 1, self.act)]
-        convs += [
-            conv_bn_act(channels, channels, 1, self.act)
-            for _ in range(num_convs - 1)
-        ]
-        return nn.Sequential(*convs) if num_convs > 1 else convs[0]
