@@ -10,26 +10,10 @@ auxiliary head whose logits are not returned must not run.
 """
 import paddle
 import pytest
-from paddleseg.models.backbones import ResNet18_vd
 
-from paddleseg_ctx.models import CtxGCNet, CtxGINet, CtxISANet, CtxISNet
+from paddleseg_ctx.testing.families import FAMILIES, build_light
 
 K = 5
-
-
-def _small(family, aux):
-    backbone = ResNet18_vd(output_stride=8)
-    if family == 'gcnet':
-        return CtxGCNet(K, backbone, gc_channels=16,
-                        enable_auxiliary_loss=aux)
-    if family == 'ginet':
-        return CtxGINet(K, backbone, jpu_width=16, enable_auxiliary_loss=aux)
-    if family == 'isanet':
-        return CtxISANet(K, backbone, isa_channels=16,
-                         enable_auxiliary_loss=aux)
-    return CtxISNet(K, backbone, feats_channels=16, transform_channels=8,
-                    enable_auxiliary_loss=aux)
-
 
 # family: (training logits without the aux head, eval returns the training
 # list, attribute path of the aux head)
@@ -50,11 +34,12 @@ def _aux_head(model, path):
 
 
 @pytest.mark.parametrize('aux', [True, False], ids=['aux', 'noaux'])
-@pytest.mark.parametrize('family', sorted(REFERENCE))
-def test_logits_in_training_and_eval(family, aux):
-    without_aux, extra_in_eval, aux_path = REFERENCE[family]
+@pytest.mark.parametrize('name', sorted(FAMILIES))
+def test_logits_in_training_and_eval(name, aux):
+    without_aux, extra_in_eval, aux_path = REFERENCE[
+        FAMILIES[name].family.lower()]
     paddle.seed(0)
-    model = _small(family, aux)
+    model = build_light(name, K, enable_auxiliary_loss=aux)
     assert type(model).EXTRA_LOGITS_IN_EVAL is extra_in_eval
 
     runs = []

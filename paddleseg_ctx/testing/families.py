@@ -43,13 +43,16 @@ def light_config(name, num_classes):
                 **family.light)
 
 
-def build_light(name, num_classes):
+def build_light(name, num_classes, enable_auxiliary_loss=None):
     """The light model of row ``name``: its backbone and narrow heads, with
-    the weights the classes initialise."""
+    the weights the classes initialise; ``enable_auxiliary_loss`` (bool)
+    replaces the class default where given."""
     from paddleseg.cvlibs import manager
 
     import paddleseg_ctx  # noqa: F401  (registers the models and backbones)
     config = light_config(name, num_classes)
+    if enable_auxiliary_loss is not None:
+        config['enable_auxiliary_loss'] = enable_auxiliary_loss
     backbone = dict(config.pop('backbone'))
     backbone = manager.BACKBONES[backbone.pop('type')](**backbone)
     return manager.MODELS[config.pop('type')](backbone=backbone, **config)
