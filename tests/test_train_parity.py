@@ -4,7 +4,7 @@ sssegmentation's (ISNet rows).
 
 Both sides start from the same weights (the reference's random weights,
 converted by our converter) and train on the same already-augmented batch
-(2 images of 72x72, 1/8 of the label pixels ignored), dropout off on both sides.
+(2 images of 40x40, exactly 1/8 of the label pixels ignored), dropout off on both sides.
 
 * Ours goes through our config (PaddleSeg ``Config``/``SegBuilder``: model,
   ``loss`` types and coefficients, ``optimizer``, ``lr_scheduler``) and one
@@ -33,9 +33,9 @@ Compared in float64 on both sides, two steps (the second is where momentum
 shows): with random weights in train mode the gradients are ill-conditioned,
 and the reference's own float32 and float64 runs differ by 3-60% of the weight
 update after two or three steps, so float32 could not tell a bug from noise.
-Crops are 72x72, a multiple of 8 like the real ones: Paddle's bilinear resize
+Crops are 40x40, a multiple of 8 like the real ones: Paddle's bilinear resize
 computes its source coordinates in float32 even on float64 tensors, exact
-only where the scale is a power of two (9 -> 72 is; at 65x65 the logits
+only where the scale is a power of two (5 -> 40 is; at 65x65 the logits
 already differ by 1e-6 and the updates by 0.2%).  Tolerances (the largest
 differences measured over the four rows in brackets):
 
