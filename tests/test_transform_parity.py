@@ -20,6 +20,11 @@ hands them (RGB float32 image, uint8 label with 255 ignored).  The originals:
   returns the sample uncropped when every crop it tried is all ignored; the
   code that trained ISNet did not, and the labels here never are.)
 
+Both sides start from the loaded sample: the same image and label (ADE20K's
+label already reduced, as our ``ADE20K`` data set reads it and mmseg's
+``LoadAnnotations(reduce_zero_label=True)`` loads it; the loading steps are
+not under test here).
+
 Random draws: numpy's global RNG is seeded the same before each step on both
 sides; both draw from it in the same order.  The flips draw elsewhere
 (PaddleSeg: Python's ``random``; mmcv: ``np.random.choice``; sssegmentation:
