@@ -63,15 +63,11 @@ from paddleseg.core.train import loss_computation
 from paddleseg.cvlibs import Config, SegBuilder
 
 import paddleseg_ctx  # noqa: F401  (registers the models)
+from paddleseg_ctx.testing.references import (SSSEG_ISNET_CASES as SSSEG_CASES,
+                                              mmseg_gcnet, ssseg_isnet)
 from paddleseg_ctx.weights import convert
 from paddleseg_ctx.zoo import REPO_ROOT
 from reference_imports import import_mmseg, import_ssseg, import_torch
-from test_mmseg_parity import mmseg_gcnet
-from test_ssseg_parity import CASES as SSSEG_CASES
-from test_ssseg_parity import ssseg_isnet
-
-# pytest.ini has no `parity` marker yet: the lead registers markers
-# (then: pytestmark = pytest.mark.parity).
 
 BATCH, SIZE = 2, 40
 BN_MOMENTUM = 0.1  # both frameworks' default: new = 0.9 old + 0.1 batch

@@ -48,9 +48,6 @@ import paddleseg_ctx  # noqa: F401  (registers the transforms)
 from paddleseg_ctx.zoo import REPO_ROOT
 from reference_imports import import_mmseg, import_ssseg
 
-# pytest.ini has no `parity` marker yet: the lead registers markers
-# (then: pytestmark = pytest.mark.parity).
-
 NORMALIZED_ATOL = 1e-5
 SEEDS = tuple(range(6))
 # (height, width) of the input images: wide (every crop needs padding except
