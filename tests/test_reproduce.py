@@ -47,17 +47,21 @@ def setup(tmp_path_factory):
     return dict(root=root, data=data, config=config, zoo=str(zoo))
 
 
-def reproduce_row(setup, save_dir):
+def reproduce_row(setup, save_dir, iters=4, check=True):
     """``python -m paddleseg_ctx.reproduce`` with the test's zoo file, in a
     process of its own (as a rerun would be: Paddle names parameters by a
     per-process counter, and a resumed optimizer state needs the same
     names); returns report.json."""
     argv = [ROW, '--data_root', setup['data']['dataset_root'], '--save_dir',
-            str(save_dir), '--iters', '4', '--device', 'cpu',
+            str(save_dir), '--iters', str(iters), '--device', 'cpu',
             '--num_workers', '0', '--save_interval', '2', '--log_iters', '1']
     code = ('import sys; from paddleseg_ctx.cli import reproduce; '
-            'reproduce.main(sys.argv[1:], zoo_file={!r})'.format(setup['zoo']))
-    proc = run([sys.executable, '-c', code] + argv, timeout=300)
+            'from paddleseg_ctx.errors import run; '
+            'run(lambda argv: reproduce.main(argv, zoo_file={!r}), '
+            'sys.argv[1:])'.format(setup['zoo']))
+    proc = run([sys.executable, '-c', code] + argv, timeout=300, check=check)
+    if not check:
+        return None, proc
     return json.loads((save_dir / 'report.json').read_text()), proc
 
 
@@ -126,6 +130,11 @@ def test_reproduce_trains_evaluates_and_reports(setup):
     third, proc = reproduce_row(setup, save_dir)
     assert 'is complete; not training again' in proc.stdout + proc.stderr
     assert third['training_seconds'] == again['training_seconds']
+
+    # Another schedule in the same save_dir is refused.
+    _, proc = reproduce_row(setup, save_dir, iters=6, check=False)
+    assert proc.returncode == 1
+    assert 'holds a run of 4 iterations, this one asks for 6' in proc.stderr
 
 
 def test_unknown_row_names_the_closest(setup):

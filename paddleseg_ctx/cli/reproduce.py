@@ -187,12 +187,20 @@ def train_row(args, config, opts, zoo_file):
     if args.keep_total_batch is not None:
         argv += ['--keep_total_batch', args.keep_total_batch]
     iters = cfg_iters if cfg_iters is not None else _config_iters(config)
+    earlier = _read_state(args.save_dir).get('iters')
+    if earlier not in (None, iters):
+        raise ReproduceError(
+            '--save_dir {} holds a run of {} iterations, this one asks for '
+            '{} (the learning-rate schedule differs); use another '
+            '--save_dir.'.format(args.save_dir, earlier, iters))
     done = complete_checkpoints(args.save_dir)
     if done and done[-1][0] >= iters:
         logger.info('{} is complete; not training again.'.format(done[-1][1]))
         return None, done[-1][0], done[-1][1]
     if done:
         argv += ['--resume_model', done[-1][1]]
+    if paddle.distributed.ParallelEnv().local_rank == 0:
+        _update_state(args.save_dir, iters=iters)
     start = time.time()
     plan = train_command.main(argv + ['--opts'] + opts, zoo_file=zoo_file)
     if paddle.distributed.ParallelEnv().local_rank == 0:
