@@ -5,9 +5,11 @@ Gradient accumulation runs inside PaddleSeg's own loop; the reference for one
 accumulated step is the same loop given the whole batch at once, without
 accumulation installed (PaddleSeg's step: one forward, one backward).
 """
+import os
 import re
 import signal
 import sys
+import types
 
 import numpy as np
 import paddle
@@ -17,6 +19,7 @@ from paddleseg.models.losses import CrossEntropyLoss
 
 import training_runs as runs
 from cli_utils import make_data, run, write_config
+from paddleseg_ctx.cli import train as train_command
 from paddleseg_ctx.training.accumulate import (Accumulation, TotalBatchError,
                                                plan_total_batch)
 from paddleseg_ctx.training.hooks import TrainingRun
@@ -158,7 +161,34 @@ def test_plan_errors_say_what_to_change(total, ranks, batch, mode, message):
         plan_total_batch(total, ranks, batch, mode=mode)
 
 
-def train_command(config, save_dir, *flags):
+def test_zoo_rows_give_their_published_total():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    mmseg = os.path.join(
+        root, 'configs/gcnet/gcnet_resnet50v1c_os8_cityscapes_1024x512_40k.yml')
+    ssseg = os.path.join(
+        root, 'configs/isnet/isnet_resnest101_os8_lip_473x473_114150.yml')
+    paddleseg = os.path.join(
+        root, 'configs/ginet/ginet_resnet50vd_os8_cityscapes_1024x512_80k.yml')
+    assert train_command.published_total_batch(mmseg)[0] == 4 * 2
+    assert train_command.published_total_batch(ssseg)[0] == 4 * 10
+    total, where = train_command.published_total_batch(paddleseg)
+    assert total is None and 'unrecorded GPUs x 2 images' in where
+    assert train_command.published_total_batch(__file__) == (None, None)
+
+
+def test_off_warns_once_with_both_totals(capsys):
+    args = types.SimpleNamespace(total_batch=8, config='x.yml',
+                                 keep_total_batch='off')
+    cfg = types.SimpleNamespace(batch_size=2, to_static_training=False)
+    plan = train_command.batch_plan(args, cfg)
+    assert (plan.total, plan.steps, plan.how) == (2, 1, 'off')
+    out = capsys.readouterr().out
+    assert out.count('WARNING') == 1
+    assert 'The published total batch is 8 (--total_batch) but this run ' \
+        'trains with 2 (1 process(es) x 2 images)' in out
+
+
+def train_argv(config, save_dir, *flags):
     return ['-m', 'paddleseg_ctx.train', '--config', config, '--device',
             'cpu', '--save_dir', str(save_dir), '--iters', '2',
             '--batch_size', '1', '--total_batch', '4', '--save_interval',
@@ -172,13 +202,13 @@ def test_one_and_two_gloo_ranks_train_with_the_total_batch(tmp_path):
     normalised alone, so the parameters agree."""
     data = make_data(tmp_path / 'data', num_train=4, num_val=1)
     config = write_config(tmp_path / 'fcn.yml', data)
-    one = run([sys.executable] + train_command(config, tmp_path / 'one'),
+    one = run([sys.executable] + train_argv(config, tmp_path / 'one'),
               timeout=240)
     assert 'total batch 4 = 1 process x 1 images x 4 accumulated ' \
         'micro-batches (published: 4; kept by: accumulate)' in one.stdout + one.stderr
     run([sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node',
          '2', '--log_dir', str(tmp_path / 'log'), sys.executable] +
-        train_command(config, tmp_path / 'two'), timeout=240)
+        train_argv(config, tmp_path / 'two'), timeout=240)
     log0 = (tmp_path / 'log' / 'workerlog.0').read_text()
     assert 'total batch 4 = 2 processes x 1 images x 2 accumulated ' \
         'micro-batches' in log0, log0[-2000:]

@@ -6,6 +6,11 @@ order, random state, best model, VisualDL log), checkpoints are written
 atomically, a NaN/inf loss stops the run with one message, and the VisualDL
 log adds per-class IoU and sample images.
 
+A config with a row in ``configs/model_zoo.yml`` trains with the row's
+published total batch (GPUs x per-GPU batch) on any number of processes:
+gradient accumulation or a larger per-process batch
+(``--keep_total_batch``, ``paddleseg_ctx.training.accumulate``).
+
 Multi-process data parallel: ``launch`` runs an executable, not ``-m``, so
 pass the interpreter (on a CPU-only Paddle build it picks the gloo backend)::
 
