@@ -99,10 +99,19 @@ def max_relative_update_difference(start, a, b, keys):
                for k in keys)
 
 
+def logged_losses(out):
+    """The loss of each ``[TRAIN]`` line PaddleSeg's loop logged."""
+    return re.findall(r'\[TRAIN\].* iter: (\d+)/\d+, loss: ([0-9.]+)', out)
+
+
 def test_accumulated_steps_equal_whole_batch_steps_with_frozen_batch_norm(
-        tmp_path):
+        tmp_path, capsys):
     start, whole = train_tiny(tmp_path / 'whole', 4, 1, frozen_bn=True)
+    whole_log = logged_losses(capsys.readouterr().out)
     _, accumulated = train_tiny(tmp_path / 'acc', 1, 4, frozen_bn=True)
+    # one loop iteration per optimizer step, logging the whole batch's loss
+    assert logged_losses(capsys.readouterr().out) == whole_log
+    assert [step for step, _ in whole_log] == ['1', '2']
     params = [k for k in whole if not k.endswith(('_mean', '_variance'))]
     assert max_relative_update_difference(
         start, whole, accumulated, params) < 1e-4
