@@ -71,7 +71,7 @@ def independent_miou(config, weights, data, flip):
     for path, label in val_samples(data):
         chw = normalized_image(path)
         out = logits(model, chw)
-        if flip:  # PaddleSeg's flip: logits of the flipped image, flipped back, averaged
+        if flip:  # PaddleSeg's flip: the flipped image's logits flipped back, averaged
             out = (out + logits(model, chw[:, :, ::-1])[:, :, ::-1]) / 2
         preds.append(out.argmax(0))
         labels.append(label)

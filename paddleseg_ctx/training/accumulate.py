@@ -35,7 +35,6 @@ import importlib
 from typing import NamedTuple
 
 import paddle
-from paddleseg.utils import logger
 
 from paddleseg_ctx.compat import Fix
 from paddleseg_ctx.errors import UserError
