@@ -19,6 +19,7 @@ os.environ.setdefault('PADDLESEG_CTX_BACKEND', 'dygraph')
 #   integration  commands and chains end to end: subprocesses, exports,
 #                training runs, installs, the benchmark
 SUITES = {
+    'test_accumulate.py': 'integration',
     'test_aug_eval.py': 'parity',
     'test_backbones.py': 'parity',
     'test_backends.py': 'integration',
@@ -51,6 +52,7 @@ SUITES = {
     'test_pretrained.py': 'unit',
     'test_protocols.py': 'parity',
     'test_registry.py': 'unit',
+    'test_reproduce.py': 'integration',
     'test_shapes.py': 'integration',
     'test_ssseg_parity.py': 'parity',
     'test_synthetic.py': 'unit',

@@ -6,6 +6,11 @@ order, random state, best model, VisualDL log), checkpoints are written
 atomically, a NaN/inf loss stops the run with one message, and the VisualDL
 log adds per-class IoU and sample images.
 
+A config with a row in ``configs/model_zoo.yml`` trains with the row's
+published total batch (GPUs x per-GPU batch) on any number of processes:
+gradient accumulation or a larger per-process batch
+(``--keep_total_batch``, ``paddleseg_ctx.training.accumulate``).
+
 Multi-process data parallel: ``launch`` runs an executable, not ``-m``, so
 pass the interpreter (on a CPU-only Paddle build it picks the gloo backend)::
 
@@ -23,9 +28,13 @@ from paddleseg_ctx.cli import common
 from paddleseg_ctx.config import ConfigError
 from paddleseg_ctx.datasets.survey import startup_check
 from paddleseg_ctx.errors import run
+from paddleseg_ctx.training.accumulate import (MODES, Accumulation,
+                                               TotalBatchError,
+                                               plan_total_batch)
 from paddleseg_ctx.training.batch_norm import refuse_single_value_batch_norm
 from paddleseg_ctx.training.checkpoints import checkpoint_problem
 from paddleseg_ctx.training.hooks import TrainingRun, TrainingStopped
+from paddleseg_ctx.zoo import ZOO_FILE, ZooError, load_zoo
 
 
 def build_parser():
@@ -62,6 +71,23 @@ def build_parser():
         '--batch_size',
         type=int,
         help='Batch size per device; overrides config `batch_size`.')
+    schedule.add_argument(
+        '--keep_total_batch',
+        choices=MODES,
+        help='Keep the published total batch (GPUs x per-GPU batch of the '
+        'config\'s row in configs/model_zoo.yml, or --total_batch) on the '
+        'processes this run has: `accumulate` sums the gradients of several '
+        'micro-batches of --batch_size images per optimizer step, `batch` '
+        'gives each process total / processes images, `off` keeps nothing '
+        '(one warning). Default: accumulate when processes x batch size is '
+        'smaller than the total, batch when larger. Learning rate, iters, '
+        'save_interval and log_iters count optimizer steps either way.')
+    schedule.add_argument(
+        '--total_batch',
+        type=int,
+        help='Total batch to keep (images per optimizer step over all '
+        'processes) for a config without a row in configs/model_zoo.yml or '
+        'to override the row\'s.')
     schedule.add_argument(
         '--learning_rate',
         type=float,
@@ -133,7 +159,62 @@ def save_rank_weights(model, save_dir, tag):
     logger.info('Saved this rank\'s weights to {}'.format(path))
 
 
-def main(argv=None):
+def published_total_batch(config, zoo_file=ZOO_FILE):
+    """``(total, where)`` of the published run of ``config``'s zoo row:
+    total is GPUs x per-GPU batch, None when the source did not record the
+    GPUs; ``(None, None)`` for a config without a row."""
+    try:
+        entries = load_zoo(zoo_file, include_unpublished=True)
+    except (OSError, ZooError):  # e.g. an installed package without configs/
+        return None, None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(zoo_file)))
+    target = os.path.realpath(config)
+    for entry in entries:
+        if os.path.realpath(os.path.join(root, entry['config'])) == target:
+            gpus, per_gpu = entry['gpus'], entry['batch_size_per_gpu']
+            where = '{} GPUs x {} images, {}'.format(
+                gpus if gpus is not None else 'unrecorded', per_gpu,
+                os.path.relpath(zoo_file))
+            return (gpus * per_gpu if gpus is not None else None), where
+    return None, None
+
+
+def batch_plan(args, cfg, zoo_file=ZOO_FILE):
+    """The run's :class:`BatchPlan` (how the total batch is kept), logged;
+    ends the command with a message when it cannot be kept as asked."""
+    ranks = paddle.distributed.ParallelEnv().nranks
+    if args.total_batch is not None:
+        total, where = args.total_batch, '--total_batch'
+    else:
+        total, where = published_total_batch(args.config, zoo_file)
+    if total is None and args.keep_total_batch not in (None, 'off'):
+        raise TotalBatchError(
+            '--keep_total_batch {}: {} has no published total batch ({}); '
+            'pass --total_batch N.'.format(
+                args.keep_total_batch, args.config,
+                'its row does not record the GPUs' if where else
+                'no row in configs/model_zoo.yml'))
+    plan = plan_total_batch(total, ranks, cfg.batch_size,
+                            mode=args.keep_total_batch, source=where)
+    if plan.how == 'off':
+        logger.warning(
+            'The published total batch is {} ({}) but this run trains with '
+            '{} ({} process(es) x {} images): --keep_total_batch off gives a '
+            'different recipe.'.format(total, where, plan.total, ranks,
+                                       plan.batch_size))
+    elif where is not None:
+        logger.info('Batch: ' + plan.describe())
+    if plan.steps > 1 and cfg.to_static_training:
+        raise TotalBatchError(
+            '--config {}: gradient accumulation runs the model in dynamic '
+            'mode; set `to_static_training: False` or pass --keep_total_batch '
+            'batch.'.format(args.config))
+    return plan
+
+
+def main(argv=None, zoo_file=ZOO_FILE):
+    """``zoo_file``: the model zoo the config's published total batch is
+    looked up in."""
     parser = build_parser()
     args = common.parse_args(parser, argv)
     if args.resume_model:
@@ -152,6 +233,7 @@ def main(argv=None):
     utils.set_device(args.device)
     utils.set_cv2_num_threads(args.num_workers)
     common.apply_data_format(cfg, args.data_format)
+    plan = batch_plan(args, cfg, zoo_file)
 
     model = utils.convert_sync_batchnorm(builder.model, args.device)
     refuse_single_value_batch_norm(model)
@@ -168,8 +250,10 @@ def main(argv=None):
         seed=args.seed,
         keep_checkpoint_max=args.keep_checkpoint_max,
         vdl_samples=args.vdl_samples)
+    accumulation = Accumulation(model, plan.steps, builder.loss,
+                                grad_scaler=lambda: training.scaler)
     try:
-        with training.installed():
+        with training.installed(), accumulation.installed():
             train(
                 model,
                 training.dataset(train_dataset),
@@ -177,7 +261,7 @@ def main(argv=None):
                 optimizer=builder.optimizer,
                 save_dir=args.save_dir,
                 iters=cfg.iters,
-                batch_size=cfg.batch_size,
+                batch_size=plan.loader_batch_size,
                 resume_model=args.resume_model,
                 save_interval=args.save_interval,
                 log_iters=args.log_iters,
@@ -208,6 +292,7 @@ def main(argv=None):
                 args.config, counts.group(2), counts.group(1))) from err
     if args.save_rank_weights:
         save_rank_weights(model, args.save_dir, 'end')
+    return plan
 
 
 if __name__ == '__main__':
