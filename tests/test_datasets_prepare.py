@@ -412,6 +412,14 @@ def test_check_reports_each_broken_case(tmp_path, capsys):
     assert 'the published lip result used the official splits ' \
         'train_dataset 30462, val_dataset 10000, but this run reads ' \
         'train_dataset 3, val_dataset 2' in out
+    # A run meant to reproduce the row (reproduce without --iters) refuses
+    # other split sizes.
+    refused = check_config(LIP_CONFIG, workers=2, opts=_opts(dst),
+                           official_splits=True)
+    assert len(refused) == 1 and refused[0].endswith(
+        'train_dataset 3, val_dataset 2; it will not reproduce the published '
+        'number (README, Data).')
+    capsys.readouterr()
     train = sorted(raw['train'])
     val = sorted(raw['val'])
     # out of range, size mismatch, unreadable image, missing label

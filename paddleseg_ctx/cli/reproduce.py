@@ -152,9 +152,10 @@ def _update_state(save_dir, **values):
     return state
 
 
-def check_data(config, opts, save_dir, workers, rank):
+def check_data(config, opts, save_dir, workers, rank, trial):
     """Read every sample once (rank 0; the others wait for its verdict);
-    done once per ``save_dir``."""
+    done once per ``save_dir``.  A full run (not ``trial``) refuses split
+    sizes other than the published row's."""
     if _read_state(save_dir).get('data_checked'):
         return
     if rank != 0:
@@ -162,7 +163,8 @@ def check_data(config, opts, save_dir, workers, rank):
             time.sleep(5)  # rank 0 ends the run with the problems if any
         return
     from paddleseg_ctx.datasets.survey import check_config  # noqa: PLC0415
-    problems = check_config(config, workers=workers, opts=opts)
+    problems = check_config(config, workers=workers, opts=opts,
+                            official_splits=not trial)
     if problems:
         raise ReproduceError(
             'the data set under --data_root has {} problem(s), e.g. {} '
@@ -350,7 +352,8 @@ def main(argv=None, zoo_file=ZOO_FILE):
     opts = ['train_dataset.dataset_root=' + data_root,
             'val_dataset.dataset_root=' + data_root]
     rank = paddle.distributed.ParallelEnv().local_rank
-    check_data(config, opts, args.save_dir, args.num_workers, rank)
+    check_data(config, opts, args.save_dir, args.num_workers, rank,
+               trial=args.iters is not None)
     _, iters, final = train_row(args, config, opts, zoo_file)
     if rank != 0:
         return None

@@ -130,10 +130,11 @@ def _dataset_root_problem(dic, where, config):
                 config, where, root, os.getcwd(), root))
 
 
-def check_config(config, workers=None, opts=None):
+def check_config(config, workers=None, opts=None, official_splits=False):
     """Read the train and val sets of ``config`` through once, print what
     was found; returns the list of problems (empty: all readable).  Split
-    sizes other than a published row's are a printed warning, no problem."""
+    sizes other than a published row's are a printed warning, or a problem
+    with ``official_splits`` (a run meant to reproduce the row)."""
     from paddleseg_ctx.config import Builder, read_config
     workers = workers or min(8, multiprocessing.cpu_count())
     cfg = read_config(config, opts)
@@ -164,7 +165,9 @@ def check_config(config, workers=None, opts=None):
         print('\n'.join(_frequency_lines(pixels)))
     warning = _size_warning(config, published_sizes(config), {
         where: len(dataset.file_list) for where, dataset in sets.items()})
-    if warning:
+    if warning and official_splits:
+        problems.append(warning)
+    elif warning:
         print('warning: ' + warning)
     if problems:
         print('{} problem(s):'.format(len(problems)))
