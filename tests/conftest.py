@@ -15,6 +15,7 @@ os.environ.setdefault('GLOG_minloglevel', '2')
 #   integration  commands and chains end to end: subprocesses, exports,
 #                training runs, installs, the benchmark
 SUITES = {
+    'test_analyze.py': 'integration',
     'test_aug_eval.py': 'parity',
     'test_backbones.py': 'parity',
     'test_backends.py': 'integration',

@@ -10,6 +10,7 @@ normalised row is the share of class ``i``'s pixels predicted as each class
 import csv
 
 import cv2
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -66,9 +67,10 @@ def heatmap_image(normalized, names, title):
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     shown = np.ma.masked_invalid(normalized)
-    heat = axes.imshow(shown, cmap='Blues', vmin=0, vmax=1,
+    # light grey: a row of a class without label pixels
+    cmap = matplotlib.colormaps['Blues'].with_extremes(bad='lightgrey')
+    heat = axes.imshow(shown, cmap=cmap, vmin=0, vmax=1,
                        interpolation='nearest')
-    heat.cmap.set_bad('lightgrey')  # a class without label pixels
     colorbar = figure.colorbar(heat, ax=axes, fraction=0.046, pad=0.04)
     colorbar.set_label('share of the label class\'s pixels')
     axes.set_xticks(range(k))

@@ -7,6 +7,9 @@ work (batch norm, activations, resizes, softmax, bias additions) is left
 out: it is not GEMM work and small beside it.  One multiply-add (MAC) is two
 floating-point operations, so FLOPs = 2 x MACs.
 
+Parameters are the trainable ones: batch norm's running statistics (which
+Paddle keeps as parameters too) and other fixed tensors are not counted.
+
 Groups (``module_groups.yml``): backbone, context head, auxiliary head,
 classifier.  A matmul counts in the layer that calls it.
 """
@@ -120,7 +123,8 @@ def group_table(model, shape):
                                        'macs': 0})
 
     for name, param in model.named_parameters():
-        row(group_of(name, groups))['params'] += int(np.prod(param.shape))
+        if param.trainable:  # not batch norm's running statistics
+            row(group_of(name, groups))['params'] += int(np.prod(param.shape))
     for name, macs in macs_by_layer(model, shape).items():
         row(group_of(name, groups))['macs'] += macs
     order = [g for g in GROUP_ORDER if g in rows]
@@ -139,7 +143,8 @@ def format_table(table, shape, model_name):
     total = table[-1]
     lines = [
         '{} on input {}: MACs = multiply-adds of Conv2D, Linear and matmul '
-        '(element-wise operations not counted); FLOPs = 2 x MACs.'.format(
+        '(element-wise operations not counted); FLOPs = 2 x MACs; params = '
+        'trainable parameters.'.format(
             model_name, 'x'.join(map(str, shape))),
         '{:<14} {:>12} {:>10} {:>10} {:>8}'.format(
             'group', 'params (M)', 'GMACs', 'GFLOPs', 'MACs %'),

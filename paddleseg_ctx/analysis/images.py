@@ -16,6 +16,7 @@ from paddleseg_ctx.deploy.visualize import color_map
 __all__ = ['image_scores', 'panel']
 
 PANEL_MAX_SIDE = 512  # larger images are shrunk to this (longer side)
+PANEL_MIN_SIDE = 256  # smaller ones are enlarged by a whole factor
 CAPTION_HEIGHT = 24
 LEGEND_ROW = 20
 GAP = 6
@@ -94,10 +95,13 @@ def panel(image, label, pred, names, ignore_index, title):
     colors = color_map()[:max(num_classes, 1)].astype(np.float64)
     h, w = label.shape
     scale = min(1.0, PANEL_MAX_SIDE / max(h, w))
+    if max(h, w) < PANEL_MIN_SIDE:
+        scale = float(PANEL_MIN_SIDE // max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if image.shape[:2] != (h, w) or scale < 1:
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if scale < 1:
+    if image.shape[:2] != (h, w) or scale != 1:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA
+                           if scale < 1 else cv2.INTER_NEAREST)
+    if scale != 1:
         label = cv2.resize(label.astype(np.int32), size,
                            interpolation=cv2.INTER_NEAREST)
         pred = cv2.resize(pred.astype(np.int32), size,

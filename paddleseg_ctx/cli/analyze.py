@@ -207,8 +207,9 @@ def images(args, found, dataset, names):
     worst = sorted(worst, key=lambda item: item[:2], reverse=True)
     for rank, (negative_miou, negative_index, pred, label) in enumerate(worst):
         index = -negative_index
-        title = '#{} worst: {} (mIoU {:.3f})'.format(
-            rank + 1, rows[index]['image'], -negative_miou)
+        title = 'worst #{}: {} (val index {}), mIoU {:.3f}'.format(
+            rank + 1, os.path.basename(rows[index]['image']), index,
+            -negative_miou)
         picture = analysis.panel(analysis.raw_image(dataset, index), label,
                                  pred, names, dataset.ignore_index, title)
         analysis.write_png(os.path.join(
