@@ -9,6 +9,7 @@ import os
 import cv2
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from paddleseg.utils.visualize import get_color_map_list
 
@@ -148,6 +149,30 @@ def test_confusion_counts_and_files(setup):
         expected / rows, atol=1e-6)
     picture = cv2.imread(str(save_dir / 'confusion.png'))
     assert picture is not None and min(picture.shape[:2]) > 200
+
+
+def test_confusion_under_a_zoo_protocol(setup, capsys):
+    """``--protocol single`` of an mmseg row whose test resize keeps the
+    64x48 images as they are: the protocol's own pipeline (uint8 image,
+    Normalize, probabilities resized to the same size) predicts the same
+    maps."""
+    zoo = setup['root'] / 'configs' / 'model_zoo.yml'
+    zoo.parent.mkdir(exist_ok=True)
+    zoo.write_text(yaml.safe_dump([{
+        'config': 'fcn.yml', 'model': 'GCNet', 'source': 'mmseg',
+        'backbone': 'ResNet18_vd', 'dataset': 'cityscapes',
+        'crop_size': [32, 32], 'iters': 1, 'gpus': None,
+        'batch_size_per_gpu': 1, 'weights': 'https://example.com/w.pth',
+        'published': {'miou': 50.0, 'miou_flip': None, 'miou_ms_flip': None},
+        'eval': {'test_resize': 'fit', 'img_scale': [64, 48], 'mode': 'whole',
+                 'ms_scales': [1.0], 'merge': 'probs', 'miou': 'nanmean'},
+    }]))
+    counts = main(['confusion', '--config', setup['config'], '--model_path',
+                   setup['weights'], '--protocol', 'single', '--save_dir',
+                   str(setup['root'] / 'protocol'), '--device', 'cpu'],
+                  zoo_file=str(zoo))
+    assert 'Protocol: mmsegmentation 0.x test' in capsys.readouterr().out
+    np.testing.assert_array_equal(counts, expected_counts(setup))
 
 
 # -- images ---------------------------------------------------------------
