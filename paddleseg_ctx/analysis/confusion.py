@@ -72,7 +72,7 @@ def heatmap_image(normalized, names, title):
     heat = axes.imshow(shown, cmap=cmap, vmin=0, vmax=1,
                        interpolation='nearest')
     colorbar = figure.colorbar(heat, ax=axes, fraction=0.046, pad=0.04)
-    colorbar.set_label('share of the label class\'s pixels')
+    colorbar.set_label('share of the label class\'s pixels (cells: %)')
     axes.set_xticks(range(k))
     axes.set_yticks(range(k))
     axes.set_xticklabels(names, rotation=90, fontsize=font)

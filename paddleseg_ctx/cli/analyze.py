@@ -75,9 +75,6 @@ def build_parser():
         'label or prediction) and pixel accuracy of every val image '
         '(per_image.csv), and input | label | prediction pictures of the '
         '--worst N (worst/*.png), in --save_dir.')
-    images.add_argument(
-        '--worst', type=int, default=10, metavar='N',
-        help='How many of the lowest-mIoU images to draw. Default: 10.')
     for sub, name in ((confusion, 'confusion'), (images, 'images')):
         _add_common(sub)
         sub.add_argument(
@@ -93,6 +90,9 @@ def build_parser():
             help='Output folder. Default: output/analysis/{}.'.format(name))
         common.add_num_workers(sub)
         common.add_device(sub, 'inference')
+    images.add_argument(
+        '--worst', type=int, default=10, metavar='N',
+        help='How many of the lowest-mIoU images to draw. Default: 10.')
     return parser
 
 
