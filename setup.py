@@ -38,7 +38,8 @@ setup(
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
     package_data={'paddleseg_ctx.weights': ['keymaps/*.yml'],
                   'paddleseg_ctx.datasets': ['official.yml'],
-                  'paddleseg_ctx.testing': ['families.yml']},
+                  'paddleseg_ctx.testing': ['families.yml'],
+                  'paddleseg_ctx.analysis': ['module_groups.yml']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         'test': ['pytest>=7'],

@@ -195,7 +195,7 @@ def images(args, found, dataset, names):
         name = files[index][0] if files else str(index)
         rows.append({'index': index, 'image': name, 'miou': scores['miou'],
                      'acc': scores['acc'],
-                     'classes': ' '.join(names[c] for c in scores['classes'])})
+                     'classes': ';'.join(names[c] for c in scores['classes'])})
         if args.worst and not math.isnan(scores['miou']):
             item = (-scores['miou'], -index, pred, label)
             if len(worst) < args.worst:
