@@ -15,6 +15,8 @@ INSTALL_REQUIRES = [
     # PaddleSeg 2.8 caps opencv-python at 4.6, whose wheels need numpy 1.x.
     'numpy>=1.21,<2',
     'opencv-python>=4.5',
+    # analysis/confusion.py draws heat maps (already there through visualdl).
+    'matplotlib>=3.4',
     'pyyaml>=5.1',
     'requests>=2.20',
 ]
