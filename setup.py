@@ -15,6 +15,8 @@ INSTALL_REQUIRES = [
     # PaddleSeg 2.8 caps opencv-python at 4.6, whose wheels need numpy 1.x.
     'numpy>=1.21,<2',
     'opencv-python>=4.5',
+    # analysis/confusion.py draws heat maps (already there through visualdl).
+    'matplotlib>=3.4',
     'pyyaml>=5.1',
     'requests>=2.20',
 ]
@@ -38,7 +40,8 @@ setup(
     packages=find_packages(include=['paddleseg_ctx', 'paddleseg_ctx.*']),
     package_data={'paddleseg_ctx.weights': ['keymaps/*.yml'],
                   'paddleseg_ctx.datasets': ['official.yml'],
-                  'paddleseg_ctx.testing': ['families.yml']},
+                  'paddleseg_ctx.testing': ['families.yml'],
+                  'paddleseg_ctx.analysis': ['module_groups.yml']},
     install_requires=INSTALL_REQUIRES,
     extras_require={
         'test': ['pytest>=7'],

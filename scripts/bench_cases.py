@@ -178,47 +178,12 @@ def torch_skip_reason():
 # -- multiply-adds ------------------------------------------------------------
 
 def count_macs(model, shape):
-    """Multiply-adds of one eval forward of ``model`` on ``shape``: every
-    Conv2D and Linear layer, and every ``paddle.matmul`` / ``paddle.bmm``
-    call (attention).  Element-wise work (BN, activations, resizes) is left
-    out: it is not GEMM work."""
-    import numpy as np
-    import paddle
-    import paddle.nn as nn
-    total = [0]
-
-    def conv(layer, inputs, output):
-        kh, kw = layer.weight.shape[2:]
-        total[0] += int(np.prod(output.shape)) * (
-            layer.weight.shape[1] * kh * kw)
-
-    def linear(layer, inputs, output):
-        total[0] += int(np.prod(output.shape)) * layer.weight.shape[0]
-
-    def counted(matmul):
-        def wrapper(x, y, *args, **kwargs):
-            out = matmul(x, y, *args, **kwargs)
-            transpose_x = kwargs.get('transpose_x', args[0] if args else False)
-            inner = x.shape[-2] if transpose_x else x.shape[-1]
-            total[0] += int(np.prod(out.shape)) * inner
-            return out
-        return wrapper
-
-    hooks = [layer.register_forward_post_hook(
-        conv if isinstance(layer, nn.Conv2D) else linear)
-        for layer in model.sublayers(include_self=True)
-        if isinstance(layer, (nn.Conv2D, nn.Linear))]
-    originals = paddle.matmul, paddle.bmm
-    paddle.matmul, paddle.bmm = (counted(f) for f in originals)
-    try:
-        model.eval()
-        with paddle.no_grad():
-            model(paddle.zeros(shape))
-    finally:
-        paddle.matmul, paddle.bmm = originals
-        for hook in hooks:
-            hook.remove()
-    return total[0]
+    """Multiply-adds of one eval forward of ``model`` on ``shape``
+    (``paddleseg_ctx.analysis.count_macs``: Conv2D, Linear, matmul/bmm),
+    imported on use to keep this module's imports to the standard
+    library."""
+    from paddleseg_ctx.analysis import count_macs as count
+    return count(model, shape)
 
 
 # -- preparation (once per family, in its own process) ------------------------

@@ -20,6 +20,7 @@ os.environ.setdefault('PADDLESEG_CTX_BACKEND', 'dygraph')
 #                training runs, installs, the benchmark
 SUITES = {
     'test_accumulate.py': 'integration',
+    'test_analyze.py': 'integration',
     'test_aug_eval.py': 'parity',
     'test_backbones.py': 'parity',
     'test_backends.py': 'integration',

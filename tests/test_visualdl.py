@@ -1,6 +1,7 @@
 """The VisualDL log of ``python -m paddleseg_ctx.train --use_vdl --do_eval``,
-read back with VisualDL's ``LogReader``: PaddleSeg's scalars, per-class IoU
-and sample images (checked against the checkpoint run in this process), and
+read back with VisualDL's ``LogReader``: PaddleSeg's scalars, per-class IoU,
+sample images and the confusion heat map (checked against the checkpoint
+run in this process), and
 one continuous log across a SIGKILL and a resume (runs: training_runs.py).
 """
 import io
@@ -15,6 +16,8 @@ from visualdl import LogReader, LogWriter
 
 import training_runs as runs
 from cli_utils import NUM_CLASSES, load_model, logits, mean_iou, normalized_image, val_samples
+from paddleseg_ctx.analysis import heatmap_image
+from paddleseg_ctx.datasets.synthetic import CLASSES
 from paddleseg_ctx.training.vdl import PANEL_GAP, continue_log, truncate_log
 
 TRAIN_STEPS = list(range(runs.LOG_ITERS, runs.ITERS + 1, runs.LOG_ITERS))
@@ -26,6 +29,7 @@ SCALARS = dict(
     [(tag, EVAL_STEPS) for tag in ['Evaluate/mIoU', 'Evaluate/Acc'] +
      ['Evaluate/IoU/{}'.format(c) for c in range(NUM_CLASSES)]])
 IMAGES = {'Evaluate/Sample/{}'.format(i): EVAL_STEPS for i in range(3)}
+IMAGES['Evaluate/Confusion'] = EVAL_STEPS
 
 
 @pytest.fixture(scope='module')
@@ -86,6 +90,16 @@ def test_class_iou_and_images_match_the_checkpoint(base):
             panels[0], np.asarray(Image.open(image).convert('RGB')))
         np.testing.assert_array_equal(panels[1], palette[label])
         np.testing.assert_array_equal(panels[2], palette[pred])
+
+    # the heat map of the confusion counts of the last evaluation
+    counts = np.array([[sum(np.sum((label == i) & (pred == j))
+                            for (_, label), pred in zip(samples, preds))
+                        for j in range(NUM_CLASSES)] for i in range(NUM_CLASSES)])
+    names = [name for name, _, _, _ in CLASSES[:NUM_CLASSES]]
+    expected = heatmap_image(counts / counts.sum(axis=1, keepdims=True), names,
+                             'iter {}: {} val images'.format(runs.ITERS, len(samples)))
+    np.testing.assert_array_equal(
+        decode(reader.get_data('image', 'Evaluate/Confusion')[-1]), expected)
 
 
 def test_resumed_log_has_every_step_once_with_the_uninterrupted_values(base):

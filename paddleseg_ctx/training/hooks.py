@@ -369,7 +369,8 @@ class TrainingRun:
 
     def _wrap_evaluate(self, evaluate):
         def evaluate_and_log(model, eval_dataset, *args, **kwargs):
-            result = evaluate(model, eval_dataset, *args, **kwargs)
+            with vdl.counting_confusion(eval_dataset) as confusion:
+                result = evaluate(model, eval_dataset, *args, **kwargs)
             miou, acc, class_iou = result[:3]
             which = 'ema' if model is self.ema_model else 'model'
             self.last_eval[which] = {
@@ -378,7 +379,8 @@ class TrainingRun:
             if which == 'model' and self.writer is not None:
                 indices = vdl.sample_indices(len(eval_dataset), self.vdl_samples)
                 samples = vdl.sample_images(model, eval_dataset, indices, kwargs)
-                vdl.log_evaluation(self.writer, self.iter, class_iou, samples)
+                vdl.log_evaluation(self.writer, self.iter, class_iou, samples,
+                                   confusion)
             return result
 
         return evaluate_and_log

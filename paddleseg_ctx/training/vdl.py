@@ -1,26 +1,32 @@
 """What the VisualDL log adds to PaddleSeg's: per-class IoU, sample images,
 and one continuous log across resumes.
 
-At each evaluation: ``Evaluate/IoU/<class>`` (zero-padded class index) and
+At each evaluation: ``Evaluate/IoU/<class>`` (zero-padded class index),
 ``Evaluate/Sample/<val index>``, an image of ``input | label | prediction``
 (label and prediction in PaddleSeg's pseudo-colour palette) for a few fixed
-validation samples.  On resume, the run's log is rewritten to end at the
-resume iteration and appended to, so every step appears once.
+validation samples, and ``Evaluate/Confusion``, the confusion matrix of the
+evaluation normalised per label class (``paddleseg_ctx.analysis``).  On
+resume, the run's log is rewritten to end at the resume iteration and
+appended to, so every step appears once.
 """
+import contextlib
 import os
 import struct
+import types
 
 import cv2
 import numpy as np
 import paddle
-from paddleseg.core import infer
+from paddleseg.utils import metrics
 from paddleseg.utils.visualize import get_color_map_list
 from visualdl.proto import record_pb2
 
+from paddleseg_ctx import analysis
 from paddleseg_ctx.files import atomic_write
 
 __all__ = ['continue_log', 'find_log', 'truncate_log', 'sample_indices',
-           'sample_images', 'colorize', 'sample_strip', 'log_evaluation']
+           'sample_images', 'colorize', 'sample_strip', 'counting_confusion',
+           'log_evaluation']
 
 PANEL_MAX_SIDE = 512  # keep the log small for large images
 PANEL_GAP = 4  # white pixels between the panels of a sample image
@@ -138,23 +144,12 @@ def sample_images(model, dataset, indices, test_config=None):
     validation ``dataset``, predicted as PaddleSeg's ``evaluate`` does with
     ``test_config`` (multi-scale/flip, sliding window); ``model`` in eval
     mode."""
-    config = dict(test_config or {})
-    slide = {key: config.get(key) for key in ('stride', 'crop_size')}
-    slide['is_slide'] = config.get('is_slide', False)
     loader = paddle.io.DataLoader(
         paddle.io.Subset(dataset, indices), batch_size=1, return_list=True)
     strips = []
     with paddle.no_grad():
         for index, data in zip(indices, loader):
-            if config.get('aug_eval'):
-                pred, _ = infer.aug_inference(
-                    model, data['img'], trans_info=data['trans_info'],
-                    scales=config.get('scales', 1.0),
-                    flip_horizontal=config.get('flip_horizontal', False),
-                    flip_vertical=config.get('flip_vertical', False), **slide)
-            else:
-                pred, _ = infer.inference(
-                    model, data['img'], trans_info=data['trans_info'], **slide)
+            pred = analysis.paddleseg_prediction(model, data, test_config)
             label = data['label'].numpy().reshape(data['label'].shape[-2:])
             pred = pred.numpy().reshape(pred.shape[-2:])
             image = _input_image(dataset, index, data['img'])
@@ -162,11 +157,44 @@ def sample_images(model, dataset, indices, test_config=None):
     return strips
 
 
-def log_evaluation(writer, step, class_iou, samples):
-    """Per-class IoU scalars and sample images of one evaluation."""
+@contextlib.contextmanager
+def counting_confusion(dataset):
+    """Within the block, each image PaddleSeg's ``evaluate`` scores (through
+    ``metrics.calculate_area``) is also counted into the yielded object's
+    ``counts`` ([K, K] pixels, label class x predicted class) and
+    ``images``; ``names`` are the class names.  In a multi-process run,
+    each process counts the images it evaluates."""
+    k = dataset.num_classes
+    confusion = types.SimpleNamespace(
+        names=analysis.class_names(dataset),
+        counts=np.zeros((k, k), 'int64'), images=0)
+    original = metrics.calculate_area
+
+    def calculate_area(pred, label, num_classes, ignore_index=255):
+        confusion.counts += analysis.confusion_counts(
+            pred.numpy(), label.numpy(), k, dataset.ignore_index)
+        confusion.images += 1
+        return original(pred, label, num_classes, ignore_index=ignore_index)
+
+    metrics.calculate_area = calculate_area
+    try:
+        yield confusion
+    finally:
+        metrics.calculate_area = original
+
+
+def log_evaluation(writer, step, class_iou, samples, confusion=None):
+    """Per-class IoU scalars, sample images and (given a
+    :func:`counting_confusion` result) the confusion-matrix heat map of one
+    evaluation."""
     width = len(str(len(class_iou) - 1))
     for c, iou in enumerate(class_iou):
         writer.add_scalar('Evaluate/IoU/{:0{}d}'.format(c, width), float(iou),
                           step)
     for index, strip in samples:
         writer.add_image('Evaluate/Sample/{}'.format(index), strip, step)
+    if confusion is not None and confusion.images:
+        title = 'iter {}: {} val images'.format(step, confusion.images)
+        writer.add_image('Evaluate/Confusion', analysis.heatmap_image(
+            analysis.normalize_rows(confusion.counts), confusion.names,
+            title), step)
