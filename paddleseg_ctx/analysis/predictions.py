@@ -12,7 +12,7 @@ from paddleseg.utils import logger, progbar
 from paddleseg_ctx.evaluation.inference import predict
 from paddleseg_ctx.evaluation.protocol import describe, paddleseg_flags
 # evaluate()'s own reading of raw samples, so both see the same pixels.
-from paddleseg_ctx.evaluation.val import _normalize_parameters, _RawSamples
+from paddleseg_ctx.evaluation.val import RawSamples, protocol_predictions
 
 __all__ = ['paddleseg_prediction', 'predictions', 'raw_image',
            'class_names']
@@ -56,40 +56,35 @@ def predictions(model, dataset, protocol=None, test_config=None,
     if protocol is not None:
         logger.info('Protocol: ' + describe(protocol))
     if protocol is not None and protocol.source != 'paddleseg':
-        mean, std = _normalize_parameters(dataset)
-        loader = paddle.io.DataLoader(
-            _RawSamples(dataset), batch_size=1, num_workers=num_workers,
-            collate_fn=lambda batch: batch[0])
-
-        def run(sample):
-            image, label = sample[0].numpy(), sample[1].numpy()
-            return predict(model, image, protocol, mean, std), label
+        pairs = protocol_predictions(model, dataset, protocol, num_workers)
     else:
         if protocol is not None:
             test_config = paddleseg_flags(protocol)
-        loader = paddle.io.DataLoader(
-            dataset, batch_size=1, num_workers=num_workers, return_list=True)
-
-        def run(data):
-            pred = paddleseg_prediction(model, data, test_config).numpy()
-            label = data['label'].numpy()
-            return pred, label
-
+        pairs = _paddleseg_predictions(model, dataset, test_config,
+                                       num_workers)
     bar = progbar.Progbar(target=len(dataset), verbose=1)
     start = time.time()
+    for index, (pred, label) in enumerate(pairs):
+        label = label.reshape(label.shape[-2:]).astype(np.int64)
+        yield index, pred.reshape(label.shape).astype(np.int64), label
+        bar.update(index + 1, [('batch_cost',
+                                (time.time() - start) / (index + 1))])
+
+
+def _paddleseg_predictions(model, dataset, test_config, num_workers):
+    """``(prediction, label)`` arrays as PaddleSeg's evaluate infers them."""
+    loader = paddle.io.DataLoader(
+        dataset, batch_size=1, num_workers=num_workers, return_list=True)
     with paddle.no_grad():
-        for index, sample in enumerate(loader):
-            pred, label = run(sample)
-            label = label.reshape(label.shape[-2:]).astype(np.int64)
-            yield index, pred.reshape(label.shape).astype(np.int64), label
-            bar.update(index + 1, [('batch_cost',
-                                    (time.time() - start) / (index + 1))])
+        for data in loader:
+            yield (paddleseg_prediction(model, data, test_config).numpy(),
+                   data['label'].numpy())
 
 
 def raw_image(dataset, index):
     """The uint8 HWC image of sample ``index`` as the data set reads it
     (RGB for PaddleSeg's default), before any transform."""
-    return _RawSamples(dataset)[index][0]
+    return RawSamples(dataset)[index][0]
 
 
 def class_names(dataset):

@@ -50,27 +50,36 @@ def evaluate(model, dataset, protocol, num_workers=0, auc_roc=False):
         raise RuntimeError('{} protocols run in one process; start the '
                            'evaluation without paddle.distributed.launch.'
                            .format(protocol.source))
-    mean, std = _normalize_parameters(dataset)
-    model.eval()
     areas = Areas(dataset.num_classes, dataset.ignore_index,
                   protocol.steps.out_of_range_ignored)
-    loader = paddle.io.DataLoader(
-        _RawSamples(dataset), batch_size=1, num_workers=num_workers,
-        collate_fn=lambda batch: batch[0])
     logger.info('Start evaluating (total_samples: {})...'.format(
         len(dataset)))
     bar = progbar.Progbar(target=len(dataset), verbose=1)
     start = time.time()
-    with paddle.no_grad():
-        for i, (image, label) in enumerate(loader):
-            # the loader hands out tensors; the protocol starts from uint8
-            image, label = image.numpy(), label.numpy()
-            areas.add(predict(model, image, protocol, mean, std), label)
-            bar.update(i + 1, [('batch_cost', (time.time() - start) / (i + 1))])
+    for i, (prediction, label) in enumerate(
+            protocol_predictions(model, dataset, protocol, num_workers)):
+        areas.add(prediction, label)
+        bar.update(i + 1, [('batch_cost', (time.time() - start) / (i + 1))])
     summary = summarize(areas, protocol.miou)
     log_summary(summary, len(dataset))
     return (summary['miou'], summary['acc'], summary['class_iou'],
             summary['class_precision'], summary['kappa'])
+
+
+def protocol_predictions(model, dataset, protocol, num_workers=0):
+    """Yield ``(prediction, label)`` arrays for each image of ``dataset``
+    under an mmseg/sssegmentation ``protocol``, starting from the uint8
+    image as the data set reads it (``model`` is put in eval mode)."""
+    mean, std = _normalize_parameters(dataset)
+    model.eval()
+    loader = paddle.io.DataLoader(
+        RawSamples(dataset), batch_size=1, num_workers=num_workers,
+        collate_fn=lambda batch: batch[0])
+    with paddle.no_grad():
+        for image, label in loader:
+            # the loader hands out tensors; the protocol starts from uint8
+            image, label = image.numpy(), label.numpy()
+            yield predict(model, image, protocol, mean, std), label
 
 
 def _normalize_parameters(dataset):
@@ -92,7 +101,7 @@ def _normalize_parameters(dataset):
     return found
 
 
-class _RawSamples(paddle.io.Dataset):
+class RawSamples(paddle.io.Dataset):
     """``(uint8 HWC image, int64 HxW label)`` of a PaddleSeg dataset: the
     image as its ``Compose`` reads it (RGB by default), the label as the
     dataset decodes it (e.g. ADE20K's shift), no other transform."""
