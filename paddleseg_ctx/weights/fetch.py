@@ -20,7 +20,8 @@ Published configs keep the weight URLs of their source (``model.backbone.pretrai
 
 ``PADDLESEG_PATCHES`` routes PaddleSeg's ``utils.load_pretrained_model`` /
 ``download_pretrained_model`` (used by every backbone and model) through the
-same code; ``paddleseg_ctx.compat`` applies them on import.
+same code, the file read by the restricted reader (``paddle_file``);
+``paddleseg_ctx.compat`` applies them on import.
 """
 import contextlib
 import hashlib
@@ -40,7 +41,7 @@ from paddleseg.utils import utils as paddleseg_utils
 from paddleseg_ctx.errors import PretrainedDownloadError
 from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.weights.conversion import convert_checkpoint, save_converted
-from paddleseg_ctx.weights.paddle_file import read_paddle_state_dict
+from paddleseg_ctx.weights.paddle_file import read_paddle_state_dict, restricted_paddle_load
 from paddleseg_ctx.weights.torch_file import is_torch_checkpoint
 
 __all__ = ['fetch', 'download', 'local_file', 'paddle_weights', 'cache_path',
@@ -214,7 +215,8 @@ def _config_key(layer):
     return WHOLE_MODEL_KEY
 
 
-# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the config key.
+# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the config key;
+# its paddle.load is the restricted reader.
 def _load_pretrained_model(original):
     def load_pretrained_model(model, pretrained_model):
         if pretrained_model is None:
@@ -222,7 +224,8 @@ def _load_pretrained_model(original):
         key = _config_key(model)
         path = local_file(pretrained_model, key)
         try:
-            return original(model, path)
+            with restricted_paddle_load():
+                return original(model, path)
         except Exception:
             if os.path.isfile(path):  # say which file of which key is damaged
                 read_paddle_state_dict(path, '{} ({})'.format(pretrained_model, key))
