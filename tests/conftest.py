@@ -47,6 +47,7 @@ SUITES = {
     'test_pretrained.py': 'unit',
     'test_protocols.py': 'parity',
     'test_registry.py': 'unit',
+    'test_safe_load.py': 'integration',
     'test_shapes.py': 'integration',
     'test_ssseg_parity.py': 'parity',
     'test_synthetic.py': 'unit',
@@ -57,6 +58,7 @@ SUITES = {
     'test_transform_parity.py': 'parity',
     'test_transforms.py': 'unit',
     'test_visualdl.py': 'integration',
+    'test_zoo_cli.py': 'integration',
 }
 
 
