@@ -26,8 +26,8 @@ The errors (:class:`WeightsError` and its kinds) are in
 """
 from paddleseg_ctx.errors import (ConversionError, PretrainedDownloadError, TorchReadError,
                                   WeightsError)
-from paddleseg_ctx.weights.conversion import (Conversion, convert, convert_checkpoint,
-                                           find_keymap, save_converted)
+from paddleseg_ctx.weights.conversion import (Conversion, build_without_weights, convert,
+                                           convert_checkpoint, find_keymap, save_converted)
 from paddleseg_ctx.weights.keymaps import KeyMap, load_keymaps
 from paddleseg_ctx.weights.load import (load_model_weights, load_trained_weights,
                                         resolve_weights)
@@ -36,7 +36,7 @@ from paddleseg_ctx.weights.paddle_file import (check_state_dict, load_paddle_fil
                                                restricted_paddle_load)
 from paddleseg_ctx.weights.torch_file import is_torch_checkpoint, read_torch_state_dict
 
-__all__ = ['Conversion', 'ConversionError', 'KeyMap', 'PretrainedDownloadError',
+__all__ = ['Conversion', 'ConversionError', 'build_without_weights', 'KeyMap', 'PretrainedDownloadError',
            'TorchReadError', 'WeightsError', 'check_state_dict', 'convert',
            'convert_checkpoint', 'find_keymap', 'is_torch_checkpoint', 'load_keymaps',
            'load_model_weights', 'load_paddle_file', 'load_trained_weights',
