@@ -27,7 +27,7 @@ __all__ = ['DATASET_NAMES', 'MODELS', 'ZOO_FILE', 'ZooError', 'create_model',
            'download_row', 'find_entry', 'get_row', 'is_published', 'list_models',
            'load_zoo', 'row_id', 'validate_zoo', 'weights_path', 'zoo_config']
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
 
 MODELS = ('GINet', 'GCNet', 'ISANet', 'ISNet')
@@ -359,8 +359,3 @@ def create_model(row, pretrained=True, path=ZOO_FILE):
     model.eval()
     return model
 
-
-if __name__ == '__main__':  # python -m paddleseg_ctx.zoo: the command (paddleseg_ctx.cli.zoo)
-    from paddleseg_ctx.cli.zoo import main
-    from paddleseg_ctx.errors import run
-    run(main)
