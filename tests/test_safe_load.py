@@ -426,3 +426,18 @@ def test_paddleseg_resume_and_load_entire_model(work, tmp_path):
     assert not marker.exists()
     # ... and real checkpoints still resume through them.
     assert paddleseg_utils.resume(model, optimizer, str(work.checkpoint)) == 2
+
+
+def test_paddleseg_backbones_that_call_paddle_load_themselves(tmp_path, monkeypatch):
+    """PaddleSeg's ViT reads `pretrained` with paddle.load after its
+    load_pretrained_model; with that step out of the way, its own read is
+    the restricted reader too."""
+    from paddleseg.models.backbones.vision_transformer import \
+        VisionTransformer  # noqa: PLC0415
+    monkeypatch.setattr(paddleseg_utils.utils, 'load_pretrained_model',
+                        lambda model, path: None)
+    path, marker = evil_weights(tmp_path)
+    with pytest.raises(WeightsError, match='was refused'):
+        VisionTransformer(img_size=32, patch_size=16, embed_dim=16, depth=1, num_heads=1,
+                          pretrained=path)
+    assert not marker.exists()
