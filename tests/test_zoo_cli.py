@@ -131,7 +131,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header('Content-Length', str(len(data) - start))
         self.end_headers()
-        self.wfile.write(data[start:])
+        # A connection lost after `server.cut_after` bytes, once.
+        cut, self.server.cut_after = self.server.cut_after, None
+        self.wfile.write(data[start:] if cut is None else data[start:start + cut])
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -141,6 +144,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def serving(files, ranges_ignored=False):
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
     server.files, server.requests, server.ranges_ignored = files, [], ranges_ignored
+    server.cut_after = None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -211,6 +215,38 @@ def test_an_interrupted_download_continues(tmp_path, ranges_ignored):
     with open(path, 'rb') as f:
         assert f.read() == PAYLOAD
     assert sorted(os.listdir(dest)) == [os.path.basename(name)]
+
+
+def test_a_lost_connection_is_one_message_and_the_next_run_continues(tmp_path, capsys):
+    name = MMSEG_NAME.format(PREFIX)
+    dest = tmp_path / 'dest'
+    with serving({name: PAYLOAD}) as (server, url):
+        entry = row('mmseg', url + name)
+        argv = ['--zoo', zoo_file_with(tmp_path, [entry]), 'download', stem(entry),
+                '--dest', str(dest), '--quiet']
+        server.cut_after = 300000
+        with pytest.raises(SystemExit) as exit_info:
+            run(zoo_cli.main, argv)
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err
+        assert 'error: Could not download {}'.format(url + name) in err
+        assert 'Run the same command again to continue' in err and 'Traceback' not in err
+        part = dest / (os.path.basename(name) + '.part')
+        kept = part.stat().st_size  # whole chunks up to the cut
+        assert 0 < kept <= 300000 and part.read_bytes() == PAYLOAD[:kept]
+        run(zoo_cli.main, argv)
+    assert server.requests == [(name, None), (name, 'bytes={}-'.format(kept))]
+    assert (dest / os.path.basename(name)).read_bytes() == PAYLOAD and not part.exists()
+
+
+def test_a_missing_file_is_one_message(tmp_path, capsys):
+    with serving({}) as (server, url):
+        entry = row('mmseg', url + MMSEG_NAME.format(PREFIX))
+        with pytest.raises(SystemExit):
+            run(zoo_cli.main, ['--zoo', zoo_file_with(tmp_path, [entry]), 'download',
+                               stem(entry), '--dest', str(tmp_path / 'dest'), '--quiet'])
+    err = capsys.readouterr().err
+    assert 'error: Could not download' in err and '404' in err and 'Traceback' not in err
 
 
 def test_a_complete_part_file_is_verified_and_kept(tmp_path):

@@ -230,7 +230,22 @@ def download_resumable(url, path, sha256=None, progress=True):
     The file is verified (:func:`verify`) before it is renamed to ``path``;
     a corrupt one is removed.  Returns its SHA-256."""
     part = path + '.part'
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        _continue_download(url, part, progress, os.path.basename(path))
+    except (requests.RequestException, OSError) as error:
+        raise PretrainedDownloadError(
+            'Could not download {}\n({}: {}).\nRun the same command again to continue '
+            '(what arrived is kept in {}), or download the file elsewhere and put it '
+            'at\n  {}'.format(url, type(error).__name__, error, part, path)) from None
+    digest = verify(part, url, sha256, label='{} ({})'.format(url, path))
+    os.replace(part, path)
+    return digest
+
+
+def _continue_download(url, part, progress, name):
+    """Append the rest of ``url`` to ``part`` (all of it if the server
+    ignores the range request)."""
+    os.makedirs(os.path.dirname(os.path.abspath(part)), exist_ok=True)
     have = os.path.getsize(part) if os.path.isfile(part) else 0
     headers = {'Range': 'bytes={}-'.format(have)} if have else {}
     with requests.get(url, stream=True, timeout=TIMEOUT, headers=headers) as response:
@@ -243,13 +258,10 @@ def download_resumable(url, path, sha256=None, progress=True):
             with open(part, 'ab' if have else 'wb') as file, tqdm.tqdm(
                     total=have + int(size) if size else None, initial=have, unit='B',
                     unit_scale=True, unit_divisor=1024, disable=not progress,
-                    desc=os.path.basename(path)) as bar:
-                for chunk in response.iter_content(chunk_size=1 << 20):
+                    desc=name) as bar:
+                for chunk in response.iter_content(chunk_size=1 << 16):  # lose little if cut
                     file.write(chunk)
                     bar.update(len(chunk))
-    digest = verify(part, url, sha256, label='{} ({})'.format(url, path))
-    os.replace(part, path)
-    return digest
 
 
 def _unpack(archive, path):

@@ -57,15 +57,15 @@ class _Refused(Exception):
         self.detail = detail
 
 
-def _dense_tensor(expression, namespace=None):
+def _dense_tensor(*args):
     """``builtins.eval`` as Paddle's ``DenseTensor`` record uses it:
     ``eval('data', {'data': array})`` is the array; anything else is refused
     without evaluating it."""
-    if (expression == 'data' and isinstance(namespace, dict) and
-            list(namespace) == ['data'] and isinstance(namespace['data'], np.ndarray)):
-        return namespace['data']
-    raise _Refused('builtins.eval', ' with {!r}, not Paddle\'s tensor record '
-                   "eval('data', {{'data': array}})".format(expression)[:200])
+    if (len(args) == 2 and args[0] == 'data' and isinstance(args[1], dict) and
+            list(args[1]) == ['data'] and isinstance(args[1]['data'], np.ndarray)):
+        return args[1]['data']
+    raise _Refused('builtins.eval', ' with {}, not as Paddle\'s tensor record '
+                   "eval('data', {{'data': array}})".format(repr(args[:1])[:120]))
 
 
 def _encode(text, encoding='latin1'):
@@ -159,8 +159,8 @@ def read_pickle(path, name=None, advice=''):
             '{} cannot be read: it claims an array or string larger than this '
             "machine's memory; the file is damaged or crafted.{}".format(
                 name, advice)) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, OverflowError, RecursionError, UnicodeError) as error:
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
+            IndexError, AttributeError, OverflowError, RecursionError, UnicodeError) as error:
         raise WeightsError(
             '{} cannot be read: the file is truncated, damaged or not a file written by '
             'paddle.save ({}: {}).{}'.format(name, type(error).__name__,

@@ -21,6 +21,9 @@ arguments and state; nothing from the file is ever imported or executed.  A
 torch global that a tensor needs but this reader does not know (sparse or
 quantized tensors, complex or float8 storages) is an error.
 
+A storage is allocated only if the file holds its bytes (a damaged or
+crafted size is one message, never a ``MemoryError``).
+
 Tensors come back as read-only numpy arrays, views into their storage like
 torch's (shared storages stay shared, offsets and strides are kept).
 BFloat16 becomes float32 (numpy has no bfloat16).  Only little-endian files
