@@ -12,8 +12,9 @@ PaddleSeg/Paddle is fixed), and can be reverted::
 
 ``pretrained_offline`` is not a version fix but our download policy: it routes
 PaddleSeg's pretrained-weight loading through ``paddleseg_ctx.weights.fetch``;
-nor is ``restricted_load``: PaddleSeg's ``resume`` reads with the restricted
-reader of ``paddleseg_ctx.weights.paddle_file``.
+nor is ``restricted_load``: PaddleSeg's ``resume`` and the ViT/CAE backbones'
+``init_weight`` read with the restricted reader of
+``paddleseg_ctx.weights.paddle_file``.
 ``apply_all()`` runs on ``import paddleseg_ctx``.
 """
 import importlib
@@ -291,7 +292,7 @@ FIXES = {fix.name: fix for fix in [
         fetch.PADDLESEG_PATCHES),
     # Not a version fix but our loading policy (see paddleseg_ctx.weights.paddle_file).
     Fix('restricted_load',
-        "PaddleSeg's resume reads checkpoints with paddle.load, which runs any code a file holds",
+        "PaddleSeg's resume and ViT/CAE weights use paddle.load, which runs any code a file holds",
         lambda: True,
         weights_load.PADDLESEG_LOAD_PATCHES),
 ]}

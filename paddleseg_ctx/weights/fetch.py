@@ -309,8 +309,8 @@ def _config_key(layer):
     return WHOLE_MODEL_KEY
 
 
-# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the config key;
-# its paddle.load is the restricted reader.
+# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the
+# config key; its paddle.load is the restricted reader.
 def _load_pretrained_model(original):
     def load_pretrained_model(model, pretrained_model):
         if pretrained_model is None:
