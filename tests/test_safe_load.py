@@ -226,8 +226,8 @@ def test_crafted_files_are_refused_without_running(tmp_path, kind, protocol):
         with pytest.raises(WeightsError) as error:
             read(path)
         message = str(error.value)
-        assert message.startswith('{} was refused: it refers to {}'.format(path, name)), message
-        assert 'Nothing in it was run' in message
+        assert message.startswith('{} cannot be loaded safely: it refers to {}'.format(path, name)), message
+        assert 'It was refused; nothing in it was run' in message
     assert not marker.exists()
 
 
@@ -345,7 +345,7 @@ def refused(command, argv, capsys, path, marker):
     assert isinstance(code, str) or code == 1, code
     assert 'Traceback' not in err, err
     errors = [line for line in err.splitlines() if line.startswith('error: ')]
-    assert len(errors) == 1 and str(path) in errors[0] and 'was refused' in errors[0], err
+    assert len(errors) == 1 and str(path) in errors[0] and 'cannot be loaded safely' in errors[0], err
     assert 'os.system' in errors[0] or 'posix.system' in errors[0], err
     assert not marker.exists()
     return errors[0]
@@ -419,9 +419,9 @@ def test_paddleseg_resume_and_load_entire_model(work, tmp_path):
     optimizer = paddle.optimizer.Momentum(parameters=model.parameters())
     train_module = sys.modules['paddleseg.core.train']
     for resume in (paddleseg_utils.resume, paddleseg_utils.utils.resume, train_module.resume):
-        with pytest.raises(WeightsError, match='was refused'):
+        with pytest.raises(WeightsError, match='cannot be loaded safely'):
             resume(model, optimizer, str(checkpoint))
-    with pytest.raises(WeightsError, match='was refused'):
+    with pytest.raises(WeightsError, match='cannot be loaded safely'):
         paddleseg_utils.utils.load_entire_model(model, path)
     assert not marker.exists()
     # ... and real checkpoints still resume through them.
@@ -437,7 +437,7 @@ def test_paddleseg_backbones_that_call_paddle_load_themselves(tmp_path, monkeypa
     monkeypatch.setattr(paddleseg_utils.utils, 'load_pretrained_model',
                         lambda model, path: None)
     path, marker = evil_weights(tmp_path)
-    with pytest.raises(WeightsError, match='was refused'):
+    with pytest.raises(WeightsError, match='cannot be loaded safely'):
         VisionTransformer(img_size=32, patch_size=16, embed_dim=16, depth=1, num_heads=1,
                           pretrained=path)
     assert not marker.exists()

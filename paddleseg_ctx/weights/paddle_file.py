@@ -147,13 +147,12 @@ def read_pickle(path, name=None, advice=''):
         return obj
     except _Refused as refused:
         raise WeightsError(
-            '{} was refused: it refers to {}{}, which no file written by paddle.save '
-            'holds; loading it with paddle.load or pickle could run code. Nothing in it '
-            'was run. Paddle weights, optimizer and checkpoint files are read only if '
-            'they hold dicts, lists, tuples, strings, numbers, numpy arrays and '
-            "Paddle's tensor records. Use a file from a source you trust, or save its "
-            'state dict again with paddle.save.{}'.format(
-                name, refused.name, refused.detail, advice)) from None
+            '{} cannot be loaded safely: it refers to {}{}, which no file written by '
+            'paddle.save holds, and unpickling it (paddle.load, pickle) could run code. '
+            'It was refused; nothing in it was run. Paddle weights, optimizer and '
+            'checkpoint files are read only if they hold dicts, lists, tuples, strings, '
+            "numbers, numpy arrays and Paddle's tensor records. Use a file from a source "
+            'you trust.{}'.format(name, refused.name, refused.detail, advice)) from None
     except MemoryError:
         raise WeightsError(
             '{} cannot be read: it claims an array or string larger than this '
