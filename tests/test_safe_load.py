@@ -373,7 +373,7 @@ def test_pretrained_in_a_config(work, tmp_path, capsys):
     assert '`model.pretrained`' in message
 
 
-@pytest.mark.parametrize('name', ['model.pdparams', 'model.pdopt'])
+@pytest.mark.parametrize('name', ['model.pdparams', 'model.pdopt', 'train_state.pkl'])
 def test_resume_model(work, tmp_path, capsys, name):
     checkpoint = tmp_path / 'out' / 'iter_2'
     checkpoint.mkdir(parents=True)
