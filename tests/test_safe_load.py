@@ -331,7 +331,9 @@ def work(tmp_path_factory):
     checkpoint = root / 'out' / 'iter_2'
     checkpoint.mkdir(parents=True)
     paddle.save(model.state_dict(), str(checkpoint / 'model.pdparams'))
-    optimizer = paddle.optimizer.Momentum(parameters=model.parameters())
+    optimizer = paddle.optimizer.Momentum(  # as the config's optimizer and schedule
+        learning_rate=paddle.optimizer.lr.PolynomialDecay(0.01, 4, power=0.9),
+        parameters=model.parameters())
     paddle.save(optimizer.state_dict(), str(checkpoint / 'model.pdopt'))
     return types.SimpleNamespace(root=root, config=config, checkpoint=checkpoint)
 
