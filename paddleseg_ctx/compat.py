@@ -11,7 +11,10 @@ PaddleSeg/Paddle is fixed), and can be reverted::
     compat.FIXES['metrics_0d_concat'].revert()
 
 ``pretrained_offline`` is not a version fix but our download policy: it routes
-PaddleSeg's pretrained-weight loading through ``paddleseg_ctx.weights.fetch``.
+PaddleSeg's pretrained-weight loading through ``paddleseg_ctx.weights.fetch``;
+nor is ``restricted_load``: PaddleSeg's ``resume`` and the ViT/CAE backbones'
+``init_weight`` read with the restricted reader of
+``paddleseg_ctx.weights.paddle_file``.
 ``apply_all()`` runs on ``import paddleseg_ctx``.
 """
 import importlib
@@ -27,6 +30,7 @@ from paddleseg.models.losses import CrossEntropyLoss, OhemCrossEntropyLoss
 from paddleseg.utils import metrics
 
 from paddleseg_ctx.weights import fetch
+from paddleseg_ctx.weights import load as weights_load
 
 __all__ = ['Fix', 'FIXES', 'apply_all', 'applied', 'revert_all']
 
@@ -286,6 +290,11 @@ FIXES = {fix.name: fix for fix in [
         'PaddleSeg downloads wait 15 s, leave .download.lock files and give no offline hint',
         lambda: True,
         fetch.PADDLESEG_PATCHES),
+    # Not a version fix but our loading policy (see paddleseg_ctx.weights.paddle_file).
+    Fix('restricted_load',
+        "PaddleSeg's resume and ViT/CAE weights use paddle.load, which runs any code a file holds",
+        lambda: True,
+        weights_load.PADDLESEG_LOAD_PATCHES),
 ]}
 
 

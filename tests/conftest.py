@@ -54,6 +54,7 @@ SUITES = {
     'test_protocols.py': 'parity',
     'test_registry.py': 'unit',
     'test_reproduce.py': 'integration',
+    'test_safe_load.py': 'integration',
     'test_shapes.py': 'integration',
     'test_ssseg_parity.py': 'parity',
     'test_synthetic.py': 'unit',
@@ -64,6 +65,7 @@ SUITES = {
     'test_transform_parity.py': 'parity',
     'test_transforms.py': 'unit',
     'test_visualdl.py': 'integration',
+    'test_zoo_cli.py': 'integration',
 }
 
 

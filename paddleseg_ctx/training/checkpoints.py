@@ -6,6 +6,8 @@
 * ``iter_N/train_state.pkl`` (iteration, run seed, random states, best-model
   record) is written after everything else of ``iter_N``: a checkpoint is
   complete when it has this file, and rewriting one starts by removing it.
+  It is a pickle of data only, read back by the restricted unpickler that
+  reads weights (nothing a crafted state file refers to is run).
 * A checkpoint is deleted by renaming it to a hidden name first.
 """
 import contextlib
@@ -15,7 +17,9 @@ import re
 import shutil
 import uuid
 
+from paddleseg_ctx.errors import WeightsError
 from paddleseg_ctx.files import atomic_write
+from paddleseg_ctx.weights.paddle_file import read_pickle
 
 __all__ = ['STATE_FILE', 'MODEL_FILE', 'OPTIMIZER_FILE', 'EMA_FILE',
            'write_state', 'read_state', 'checkpoint_iter',
@@ -44,12 +48,20 @@ def write_state(directory, state):
 
 
 def read_state(directory):
-    """The training state of a checkpoint, or None if it has none."""
+    """The training state of a checkpoint, or None if it has none.  Read by
+    the restricted unpickler of ``paddleseg_ctx.weights.paddle_file``
+    (data, numpy arrays and Paddle's random-generator states only): raises
+    ``WeightsError`` for a file that refers to anything else or is
+    damaged."""
     path = os.path.join(directory, STATE_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, 'rb') as f:
-        return pickle.load(f)
+    state = read_pickle(path, advice=' Resume from another checkpoint.')
+    if not (isinstance(state, dict) and isinstance(state.get('iter'), int)):
+        raise WeightsError('{} holds no training state (a dict with the iteration, '
+                           'seed and random states). Resume from another '
+                           'checkpoint.'.format(path))
+    return state
 
 
 def checkpoint_iter(path):

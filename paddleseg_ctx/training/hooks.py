@@ -37,7 +37,7 @@ import paddle
 from paddleseg.utils import logger
 
 from paddleseg_ctx.compat import Fix
-from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.errors import UserError, WeightsError
 from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.training import vdl
 from paddleseg_ctx.training.checkpoints import (
@@ -47,7 +47,7 @@ from paddleseg_ctx.training.checkpoints import (
 from paddleseg_ctx.training.data import (ResumableBatchSampler, SeededDataset,
                                          rng_state, set_rng_state)
 from paddleseg_ctx.version import __version__
-from paddleseg_ctx.weights import check_state_dict
+from paddleseg_ctx.weights import check_state_dict, load_paddle_file
 
 __all__ = ['TrainingRun', 'TrainingStopped']
 
@@ -67,13 +67,12 @@ class TrainingStopped(UserError, RuntimeError):
 
 
 def _load(path):
+    """``paddle.load(path)`` by the restricted reader: a checkpoint file that
+    refers to code is refused, a damaged one is one message."""
     try:
-        return paddle.load(path)
-    except Exception as err:  # noqa: BLE001  (any unreadable file)
-        raise TrainingStopped('{} cannot be read ({}: {}); it is truncated or '
-                              'not a Paddle file. Resume from another '
-                              'checkpoint.'.format(path, type(err).__name__,
-                                                   err)) from err
+        return load_paddle_file(path, advice=' Resume from another checkpoint.')
+    except WeightsError as err:
+        raise TrainingStopped(str(err)) from None
 
 
 def _nonfinite(state_dict):
@@ -312,10 +311,9 @@ class TrainingRun:
         optimizer.set_state_dict(_load(os.path.join(path, OPTIMIZER_FILE)))
         try:
             state = read_state(path)
-        except Exception as err:  # noqa: BLE001
-            raise TrainingStopped('{}: its training state cannot be read '
-                                  '({}). Resume from another checkpoint.'
-                                  .format(path, err)) from err
+        except WeightsError as err:
+            raise TrainingStopped('{}: its training state cannot be read: {}'
+                                  .format(path, err)) from None
         if state is None:
             start = checkpoint_iter(path)
             logger.warning(

@@ -26,7 +26,8 @@ from paddleseg_ctx.weights.keymaps import KeyMap, load_keymaps
 from paddleseg_ctx.weights.paddle_file import check_state_dict
 from paddleseg_ctx.weights.torch_file import read_torch_state_dict
 
-__all__ = ['Conversion', 'convert', 'convert_checkpoint', 'save_converted', 'find_keymap']
+__all__ = ['Conversion', 'build_without_weights', 'convert', 'convert_checkpoint',
+           'save_converted', 'find_keymap']
 
 
 class Conversion(NamedTuple):
@@ -90,6 +91,14 @@ def save_converted(state, dst):
 
 def _build_target(config, target):
     """The model of ``config`` (or its backbone), built without weights."""
+    return build_without_weights(config, target, 'to check the converted weights')
+
+
+def build_without_weights(config, target='model', why=''):
+    """The model of the config file ``config`` (or, with ``target=
+    'backbone'``, its backbone), built without any ``pretrained`` weights;
+    ``ConversionError`` naming the config (and ``why`` it was built) if it
+    cannot be built."""
     try:
         # Only the model matters: a config holding just `model:` is enough
         # (with datasets, SegBuilder takes num_classes from them as usual).
@@ -102,6 +111,6 @@ def _build_target(config, target):
         builder = SegBuilder(cfg)
         model = builder.model if has_data else builder.build_component(model_cfg)
     except Exception as error:  # noqa: BLE001  (any failure: the config is unusable here)
-        raise ConversionError('Cannot build the model of {} to check the converted weights: '
-                              '{}: {}'.format(config, type(error).__name__, error)) from None
+        raise ConversionError('Cannot build the model of {}{}: {}: {}'.format(
+            config, ' ' + why if why else '', type(error).__name__, error)) from None
     return model.backbone if target == 'backbone' else model

@@ -7,7 +7,12 @@ Published configs keep the weight URLs of their source (``model.backbone.pretrai
 * cache hit: no network.  The cache is PaddleSeg's own download cache,
   ``$SEG_HOME/pretrained_model`` (default ``~/.paddleseg/pretrained_model``),
   with PaddleSeg's layout, so weights PaddleSeg downloaded before are reused;
-* otherwise one download with a short timeout (archives are unpacked);
+* otherwise one download with a short timeout (archives are unpacked),
+  verified when its SHA-256 is known (``verify``: OpenMMLab names end in its
+  first 8 hex digits; the model zoo may record the whole digest): a corrupt
+  or tampered file is removed and refused;
+* ``download_resumable`` (``python -m paddleseg_ctx.zoo download``) does the
+  same through a ``.part`` file that an interrupted download continues;
 * PyTorch checkpoints (``.pth``: mmsegmentation, sssegmentation, OpenMMLab
   ImageNet backbones; recognised by content) are converted once by
   ``paddleseg_ctx.weights.conversion`` to a ``.pdparams`` file next to the download;
@@ -20,11 +25,13 @@ Published configs keep the weight URLs of their source (``model.backbone.pretrai
 
 ``PADDLESEG_PATCHES`` routes PaddleSeg's ``utils.load_pretrained_model`` /
 ``download_pretrained_model`` (used by every backbone and model) through the
-same code; ``paddleseg_ctx.compat`` applies them on import.
+same code, the file read by the restricted reader (``paddle_file``);
+``paddleseg_ctx.compat`` applies them on import.
 """
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -33,6 +40,7 @@ from urllib.parse import unquote, urlparse
 
 import paddleseg
 import requests
+import tqdm
 from paddleseg.cvlibs import manager
 from paddleseg.utils import logger, seg_env
 from paddleseg.utils import utils as paddleseg_utils
@@ -40,16 +48,19 @@ from paddleseg.utils import utils as paddleseg_utils
 from paddleseg_ctx.errors import PretrainedDownloadError
 from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.weights.conversion import convert_checkpoint, save_converted
-from paddleseg_ctx.weights.paddle_file import read_paddle_state_dict
+from paddleseg_ctx.weights.paddle_file import read_paddle_state_dict, restricted_paddle_load
 from paddleseg_ctx.weights.torch_file import is_torch_checkpoint
 
-__all__ = ['fetch', 'download', 'local_file', 'paddle_weights', 'cache_path',
-           'download_target', 'TIMEOUT', 'PADDLESEG_PATCHES']
+__all__ = ['fetch', 'download', 'download_resumable', 'local_file', 'paddle_weights',
+           'cache_path', 'download_target', 'expected_digest', 'verify', 'sha256_of',
+           'TIMEOUT', 'PADDLESEG_PATCHES']
 
 # (connect, read) seconds: an offline machine fails within seconds.
 TIMEOUT = (5, 30)
 _ARCHIVES = ('.tar.gz', '.tgz', '.tar', '.zip')
 _TORCH_SUFFIXES = ('.pth', '.pt')
+# OpenMMLab checkpoint names end in -<first 8 hex digits of the SHA-256>.pth.
+_OPENMMLAB_NAME = re.compile(r'_\d{8}_\d{6}-([0-9a-f]{8})\.pth$')
 WHOLE_MODEL_KEY = '`model.pretrained` (or `--model_path`)'
 BACKBONE_KEY = '`model.backbone.pretrained`'
 
@@ -167,6 +178,90 @@ def _download(url, path):
         with open(path, 'wb') as file:
             for chunk in response.iter_content(chunk_size=1 << 20):
                 file.write(chunk)
+    verify(path, url)
+
+
+def sha256_of(path):
+    """The SHA-256 hex digest of the file ``path``."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for block in iter(lambda: file.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def expected_digest(url, sha256=None):
+    """``(digest, where)``: the SHA-256 (or its first hex digits) the file
+    behind ``url`` must have, and where that comes from: ``sha256`` (the full
+    digest recorded in the model zoo), else the prefix in an OpenMMLab file
+    name (``..._20200618_074450-ef8f069b.pth``: the first 8 hex digits of the
+    file's SHA-256, as mmcv's ``publish_model`` names it); ``(None, None)``
+    when neither is known."""
+    if sha256:
+        return sha256.lower(), 'the SHA-256 recorded in the model zoo'
+    name = unquote(url).split('?')[0].split('/')[-1]
+    match = _OPENMMLAB_NAME.search(name)
+    if match:
+        return match.group(1), 'the SHA-256 prefix in the file name'
+    return None, None
+
+
+def verify(path, url, sha256=None, label=None):
+    """Check the downloaded file ``path`` of ``url`` against
+    :func:`expected_digest`; on a mismatch remove it and raise
+    ``PretrainedDownloadError``.  Returns the file's SHA-256."""
+    expected, where = expected_digest(url, sha256)
+    actual = sha256_of(path)
+    if expected is not None and not actual.startswith(expected):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise PretrainedDownloadError(
+            'The download of {} is corrupt or was tampered with: its SHA-256 is {}, '
+            'but {} says {}. The file was removed; download it again (or from '
+            'elsewhere), and if it keeps failing, report the URL.'.format(
+                label or url, actual, where, expected))
+    return actual
+
+
+def download_resumable(url, path, sha256=None, progress=True):
+    """Download ``url`` to ``path`` through ``path + '.part'``: an
+    interrupted download continues where it stopped (an HTTP range request;
+    from the start if the server ignores it), with a progress bar on stderr.
+    The file is verified (:func:`verify`) before it is renamed to ``path``;
+    a corrupt one is removed.  Returns its SHA-256."""
+    part = path + '.part'
+    try:
+        _continue_download(url, part, progress, os.path.basename(path))
+    except (requests.RequestException, OSError) as error:
+        raise PretrainedDownloadError(
+            'Could not download {}\n({}: {}).\nRun the same command again to continue '
+            '(what arrived is kept in {}), or download the file elsewhere and put it '
+            'at\n  {}'.format(url, type(error).__name__, error, part, path)) from None
+    digest = verify(part, url, sha256, label='{} ({})'.format(url, path))
+    os.replace(part, path)
+    return digest
+
+
+def _continue_download(url, part, progress, name):
+    """Append the rest of ``url`` to ``part`` (all of it if the server
+    ignores the range request)."""
+    os.makedirs(os.path.dirname(os.path.abspath(part)), exist_ok=True)
+    have = os.path.getsize(part) if os.path.isfile(part) else 0
+    headers = {'Range': 'bytes={}-'.format(have)} if have else {}
+    with requests.get(url, stream=True, timeout=TIMEOUT, headers=headers) as response:
+        complete = have and response.status_code == 416  # nothing after `have`
+        if not complete:
+            response.raise_for_status()
+            if response.status_code != 206:  # the whole file: start again
+                have = 0
+            size = response.headers.get('Content-Length')
+            with open(part, 'ab' if have else 'wb') as file, tqdm.tqdm(
+                    total=have + int(size) if size else None, initial=have, unit='B',
+                    unit_scale=True, unit_divisor=1024, disable=not progress,
+                    desc=name) as bar:
+                for chunk in response.iter_content(chunk_size=1 << 16):  # lose little if cut
+                    file.write(chunk)
+                    bar.update(len(chunk))
 
 
 def _unpack(archive, path):
@@ -214,7 +309,8 @@ def _config_key(layer):
     return WHOLE_MODEL_KEY
 
 
-# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the config key.
+# PaddleSeg's loader reads only local .pdparams: resolve URLs and archives first, naming the
+# config key; its paddle.load is the restricted reader.
 def _load_pretrained_model(original):
     def load_pretrained_model(model, pretrained_model):
         if pretrained_model is None:
@@ -222,7 +318,8 @@ def _load_pretrained_model(original):
         key = _config_key(model)
         path = local_file(pretrained_model, key)
         try:
-            return original(model, path)
+            with restricted_paddle_load():
+                return original(model, path)
         except Exception:
             if os.path.isfile(path):  # say which file of which key is damaged
                 read_paddle_state_dict(path, '{} ({})'.format(pretrained_model, key))

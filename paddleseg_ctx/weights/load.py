@@ -1,14 +1,26 @@
 """Loading whole-model weights strictly, from a local file or a URL: the
-one way the package loads weights into a model."""
+one way the package loads weights into a model.
+
+``PADDLESEG_LOAD_PATCHES`` make PaddleSeg's ``resume`` (``core.train`` calls
+it on ``resume_model``) and the ViT and CAE backbones' ``init_weight`` (which
+call ``paddle.load`` on ``pretrained``) read with the restricted reader
+(``paddle_file``); ``paddleseg_ctx.compat`` applies them on import.
+"""
+import importlib
 import os
 
+import paddleseg
+from paddleseg.models.backbones import cae, vision_transformer
 from paddleseg.utils import logger
+from paddleseg.utils import utils as paddleseg_utils
 
 from paddleseg_ctx.errors import WeightsError
 from paddleseg_ctx.weights.fetch import local_file
-from paddleseg_ctx.weights.paddle_file import check_state_dict, read_paddle_state_dict
+from paddleseg_ctx.weights.paddle_file import (check_state_dict, read_paddle_state_dict,
+                                               restricted_paddle_load)
 
-__all__ = ['load_model_weights', 'load_trained_weights', 'resolve_weights']
+__all__ = ['load_model_weights', 'load_trained_weights', 'resolve_weights',
+           'PADDLESEG_LOAD_PATCHES']
 
 
 def resolve_weights(path_or_url):
@@ -67,3 +79,32 @@ def load_trained_weights(model, model_path):
     else:
         logger.warning('No --model_path given: using the weights the config '
                        'builds (random or pretrained backbone only).')
+
+
+def _restricted_resume(original):
+    def resume(model, optimizer, resume_model):
+        with restricted_paddle_load():
+            return original(model, optimizer, resume_model)
+    resume.__doc__ = original.__doc__
+    return resume
+
+
+def _restricted_init_weight(original):
+    def init_weight(self):
+        with restricted_paddle_load():
+            return original(self)
+    init_weight.__doc__ = original.__doc__
+    return init_weight
+
+
+# (owner, attribute, make(original)) for paddleseg_ctx.compat.Fix: every name
+# under which PaddleSeg's code finds `resume` (core/train.py imports it), and
+# the backbones that call paddle.load on `pretrained` themselves (after
+# load_pretrained_model, which fetch.PADDLESEG_PATCHES already restricts).
+PADDLESEG_LOAD_PATCHES = [
+    (paddleseg_utils, 'resume', _restricted_resume),
+    (paddleseg.utils, 'resume', _restricted_resume),
+    (importlib.import_module('paddleseg.core.train'), 'resume', _restricted_resume),
+    (vision_transformer.VisionTransformer, 'init_weight', _restricted_init_weight),
+    (cae.CAE, 'init_weight', _restricted_init_weight),
+]

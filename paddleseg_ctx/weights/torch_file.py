@@ -21,6 +21,9 @@ arguments and state; nothing from the file is ever imported or executed.  A
 torch global that a tensor needs but this reader does not know (sparse or
 quantized tensors, complex or float8 storages) is an error.
 
+A storage is allocated only if the file holds its bytes (a damaged or
+crafted size is one message, never a ``MemoryError``).
+
 Tensors come back as read-only numpy arrays, views into their storage like
 torch's (shared storages stay shared, offsets and strides are kept).
 BFloat16 becomes float32 (numpy has no bfloat16).  Only little-endian files
@@ -29,6 +32,7 @@ are supported (every file torch writes on x86/ARM machines).
 import _compat_pickle
 import collections
 import copyreg
+import os
 import pickle
 import zipfile
 
@@ -118,7 +122,15 @@ class _Storage:
         self.array = array
 
     @classmethod
-    def empty(cls, file_dtype, numel):
+    def empty(cls, file_dtype, numel, available):
+        """A storage of ``numel`` elements, refused unless their bytes fit
+        in ``available``, the bytes the file has for it (no allocation of a
+        size a damaged or crafted file claims)."""
+        itemsize = np.dtype('<u2' if file_dtype == BFLOAT16 else file_dtype).itemsize
+        if not isinstance(numel, int) or numel < 0 or numel * itemsize > available:
+            raise TorchReadError('a storage claims {!r} elements of {} bytes, but the file has '
+                                 '{} bytes for it (damaged or crafted)'.format(
+                                     numel, itemsize, available))
         array_dtype = np.float32 if file_dtype == BFLOAT16 else file_dtype
         return cls(file_dtype, np.empty(numel, array_dtype))
 
@@ -297,8 +309,12 @@ def load(path):
     except TorchReadError as error:
         raise TorchReadError('{} cannot be read as a PyTorch checkpoint: {}.'.format(
             path, error)) from None
+    except MemoryError:
+        raise TorchReadError('{} cannot be read as a PyTorch checkpoint: it claims an array '
+                             "larger than this machine's memory; the file is damaged or "
+                             'crafted.'.format(path)) from None
     except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
-            TypeError, KeyError, IndexError, AttributeError) as error:
+            TypeError, KeyError, IndexError, AttributeError, OverflowError) as error:
         raise TorchReadError('{} is not a readable PyTorch checkpoint (truncated or '
                              'corrupt?): {}: {}.'.format(path, type(error).__name__,
                                                          error)) from None
@@ -357,8 +373,9 @@ def _load_zip(archive):
 
     def storage(dtype, key, location, numel):
         if key not in storages:
-            storages[key] = _Storage.empty(dtype, numel)
-            with archive.open('{}data/{}'.format(top, key)) as data:
+            member = '{}data/{}'.format(top, key)
+            storages[key] = _Storage.empty(dtype, numel, archive.getinfo(member).file_size)
+            with archive.open(member) as data:
                 storages[key].fill(data.read)
         return storages[key]
 
@@ -377,11 +394,12 @@ def _load_legacy(f):
         raise TorchReadError('it was written on a big-endian machine; only little-endian '
                              'files are supported')
     storages, views = {}, {}
+    file_size = os.fstat(f.fileno()).st_size
 
     # Storages are filled after the object is unpickled (their data follows it).
     def storage(dtype, key, location, numel, view=None):
         if key not in storages:
-            storages[key] = _Storage.empty(dtype, numel)
+            storages[key] = _Storage.empty(dtype, numel, file_size)
         if view is None:
             return storages[key]
         view_key, offset, view_numel = view  # a storage slice (torch <= 0.4 files)

@@ -9,7 +9,9 @@ every field (the unpublished ones only when asked), and raises
 :class:`ZooError` listing all problems found (unknown or missing keys, wrong
 types or values, config files that do not exist).
 """
+import difflib
 import os
+import re
 from typing import Callable, NamedTuple, Union
 from urllib.parse import unquote, urlparse
 
@@ -18,11 +20,14 @@ import yaml
 from paddleseg_ctx.evaluation.protocol import (COLUMNS, MERGES, MIOU_RULES,
                                                MODES, SOURCES, TEST_RESIZES,
                                                protocol_for, source_mismatches)
+from paddleseg_ctx.errors import UserError
+from paddleseg_ctx.weights import build_without_weights, fetch, load_model_weights
 
-__all__ = ['DATASET_NAMES', 'MODELS', 'ZOO_FILE', 'ZooError', 'find_entry',
-           'is_published', 'load_zoo', 'validate_zoo', 'zoo_config']
+__all__ = ['DATASET_NAMES', 'MODELS', 'ZOO_FILE', 'ZooError', 'create_model',
+           'download_row', 'find_entry', 'get_row', 'is_published', 'list_models',
+           'load_zoo', 'row_id', 'validate_zoo', 'weights_path', 'zoo_config']
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO_FILE = os.path.join(REPO_ROOT, 'configs', 'model_zoo.yml')
 
 MODELS = ('GINet', 'GCNet', 'ISANet', 'ISNet')
@@ -36,7 +41,7 @@ DATASET_NAMES = {
 }
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """The model zoo file is malformed; the message lists every problem."""
 
 
@@ -122,12 +127,15 @@ ENTRY_FIELDS = {
                      v.startswith(('http://', 'https://'))),
     'eval': Field('a mapping', EVAL_FIELDS),
     'note': Field('a string', lambda v: isinstance(v, str), required=False),
+    'sha256': Field('the SHA-256 of the weights file, 64 lower-case hex digits',
+                    lambda v: isinstance(v, str) and re.fullmatch('[0-9a-f]{64}', v) is not None,
+                    required=False),
 }
 
 # An entry without published numbers: nothing to re-measure (no `eval`), no
 # weights, and a note saying why the config exists.
 UNPUBLISHED_FIELDS = dict(
-    {k: v for k, v in ENTRY_FIELDS.items() if k != 'eval'},
+    {k: v for k, v in ENTRY_FIELDS.items() if k not in ('eval', 'sha256')},
     published=Field('null', lambda v: v is None),
     weights=Field('null (nothing was released)', lambda v: v is None),
     note=Field(
@@ -276,3 +284,78 @@ def zoo_config(checkpoint):
     configs = [e['config'] for e in entries
                if unquote(urlparse(e['weights']).path).split('/')[-1] == name]
     return os.path.join(REPO_ROOT, configs[0]) if len(configs) == 1 else None
+
+
+def row_id(entry):
+    """The id of a zoo entry: its config's file name without ``.yml``."""
+    return os.path.splitext(os.path.basename(entry['config']))[0]
+
+
+def _matches(value, wanted, names=None):
+    wanted = wanted.lower()
+    return value.lower() == wanted or (names or {}).get(value, '').lower() == wanted
+
+
+def list_models(model=None, dataset=None, path=ZOO_FILE, include_unpublished=False):
+    """Row ids of the zoo (file order), optionally only those of ``model``
+    (GINet, GCNet, ISANet, ISNet) and ``dataset`` (a zoo name such as
+    ``cityscapes`` or its README name), case-insensitively."""
+    entries = load_zoo(path, include_unpublished=include_unpublished)
+    return [row_id(e) for e in entries
+            if (model is None or _matches(e['model'], model)) and
+            (dataset is None or _matches(e['dataset'], dataset, DATASET_NAMES))]
+
+
+def get_row(row, path=ZOO_FILE):
+    """The zoo entry (a dict, as in the file) whose id is ``row`` (also
+    accepted: its config path); ``ZooError`` naming the closest ids if
+    there is none."""
+    entries = load_zoo(path, include_unpublished=True)
+    by_id = {row_id(e): e for e in entries}
+    found = by_id.get(row_id({'config': row}))
+    if found is None:
+        close = difflib.get_close_matches(row, list(by_id), n=3, cutoff=0.5)
+        raise ZooError('{} is no row of {}{}; `python -m paddleseg_ctx.zoo list` lists '
+                       'them.'.format(row, path, ' (did you mean {}?)'.format(
+                           ', '.join(close)) if close else ''))
+    return found
+
+
+def weights_path(entry, dest=None):
+    """Where :func:`download_row` puts ``entry``'s weights: in ``dest``
+    under the published file name, or the download cache that
+    ``--model_path URL`` and ``pretrained: URL`` use."""
+    if dest is not None:
+        return os.path.join(dest, fetch.download_target(entry['weights']).rsplit(os.sep, 1)[-1])
+    return fetch.download_target(entry['weights'])
+
+
+def download_row(row, dest=None, path=ZOO_FILE, progress=True):
+    """Download the weights of zoo row ``row`` (resumably, verified; see
+    ``paddleseg_ctx.weights.fetch.download_resumable``) unless a verified
+    copy is there; return ``(file, sha256)``."""
+    entry = get_row(row, path)
+    if not entry['weights']:
+        raise ZooError('{} has no published weights ({}).'.format(row, entry['note']))
+    target = weights_path(entry, dest)
+    if os.path.isfile(target):
+        return target, fetch.verify(target, entry['weights'], entry.get('sha256'),
+                                    label='{} ({})'.format(entry['weights'], target))
+    return target, fetch.download_resumable(entry['weights'], target, entry.get('sha256'),
+                                            progress=progress)
+
+
+def create_model(row, pretrained=True, path=ZOO_FILE):
+    """The model of zoo row ``row`` in eval mode: built from its config
+    without the config's ``pretrained`` weights and, with ``pretrained``,
+    with the row's published weights (downloaded and verified once,
+    converted from PyTorch once, loaded strictly)."""
+    entry = get_row(row, path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    model = build_without_weights(os.path.join(root, entry['config']),
+                                  why='(zoo row {})'.format(row_id(entry)))
+    if pretrained:
+        load_model_weights(model, download_row(row, path=path)[0])
+    model.eval()
+    return model
+
