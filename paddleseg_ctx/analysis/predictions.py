@@ -9,7 +9,6 @@ import paddle
 from paddleseg.core import infer
 from paddleseg.utils import logger, progbar
 
-from paddleseg_ctx.evaluation.inference import predict
 from paddleseg_ctx.evaluation.protocol import describe, paddleseg_flags
 # evaluate()'s own reading of raw samples, so both see the same pixels.
 from paddleseg_ctx.evaluation.val import RawSamples, protocol_predictions

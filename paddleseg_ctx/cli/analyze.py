@@ -36,7 +36,7 @@ from paddleseg_ctx.cli import common
 from paddleseg_ctx.errors import ArgumentParser
 from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.weights import load_trained_weights
-from paddleseg_ctx.zoo import ZOO_FILE, ZooError, find_entry
+from paddleseg_ctx.zoo import ZOO_FILE
 
 __all__ = ['build_parser', 'main']
 
@@ -113,7 +113,9 @@ def main(argv=None, zoo_file=ZOO_FILE):
     if args.command == 'images' and args.worst < 0:
         parser.error('--worst {}: expected 0 or more images.'.format(
             args.worst))
-    entry = _zoo_entry(parser, args, zoo_file) if args.protocol else None
+    entry = (common.protocol_entry(
+        parser, args, zoo_file, 'drop --protocol to predict with the '
+        'config\'s test_config.') if args.protocol else None)
     cfg, builder = common.load_config(parser, args)
     utils.set_device(args.device)
     model = builder.model
@@ -133,21 +135,6 @@ def main(argv=None, zoo_file=ZOO_FILE):
     return images(args, found, dataset, names)
 
 
-def _zoo_entry(parser, args, zoo_file):
-    """The zoo entry whose column ``--protocol`` names; a usage error when
-    there is none."""
-    try:
-        entry = find_entry(args.config, zoo_file)
-    except ZooError as err:
-        parser.error('--protocol: {}'.format(err))
-    if entry is None:
-        parser.error('--protocol: {} has no row in {}; drop --protocol to '
-                     'predict with the config\'s test_config.'.format(
-                         args.config, zoo_file))
-    if entry['published'][evaluation.COLUMNS[args.protocol]] is None:
-        parser.error('--protocol {}: the row of {} in {} publishes no such '
-                     'number.'.format(args.protocol, args.config, zoo_file))
-    return entry
 
 
 def flops(parser, args):

@@ -21,6 +21,8 @@ from paddleseg.utils import utils as paddleseg_utils
 
 from paddleseg_ctx.config import Builder, ConfigError, read_config
 from paddleseg_ctx.errors import ArgumentParser
+from paddleseg_ctx.evaluation.protocol import COLUMNS
+from paddleseg_ctx.zoo import ZooError, find_entry
 
 DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')
 
@@ -222,3 +224,27 @@ def entire_model_loading(loader):
     finally:
         paddleseg_utils.load_entire_model = original
 
+
+def protocol_entry(parser, args, zoo_file, no_row_advice):
+    """The zoo entry of ``args.config`` whose column ``args.protocol``
+    names; a usage error when there is none (``no_row_advice`` says what to
+    do instead when the config has no row)."""
+    try:
+        entry = find_entry(args.config, zoo_file)
+    except ZooError as err:
+        parser.error('--protocol: {}'.format(err))
+    if entry is None:
+        parser.error('--protocol: {} has no row in {}, so there is no '
+                     'published protocol to run; {}'.format(
+                         args.config, zoo_file, no_row_advice))
+    key = COLUMNS[args.protocol]
+    if entry['published'][key] is None:
+        available = [
+            column for column, k in COLUMNS.items()
+            if entry['published'][k] is not None
+        ]
+        parser.error('--protocol {}: the row of {} in {} publishes no such '
+                     'number (published.{} is null); choose one of: '
+                     '{}.'.format(args.protocol, args.config, zoo_file, key,
+                                  ', '.join(available)))
+    return entry

@@ -21,7 +21,7 @@ from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.deploy import exported
 from paddleseg_ctx.errors import run
-from paddleseg_ctx.zoo import ZOO_FILE, ZooError, find_entry
+from paddleseg_ctx.zoo import ZOO_FILE
 
 # PaddleSeg's own test-time flags, which --protocol replaces.
 AUG_FLAGS = ('aug_eval', 'scales', 'flip_horizontal', 'flip_vertical',
@@ -114,33 +114,9 @@ def _zoo_entry(parser, args, zoo_file):
                      'cannot be combined with {}; drop them, or drop '
                      '--protocol to use PaddleSeg\'s flags.'.format(
                          ', '.join(given)))
-    try:
-        entry = find_entry(args.config, zoo_file)
-    except ZooError as err:
-        parser.error('--protocol: {}'.format(err))
-    if entry is None:
-        parser.error('--protocol: {} has no row in {}, so there is no '
-                     'published protocol to run; use PaddleSeg\'s flags '
-                     '(--aug_eval, --is_slide, ...) instead.'.format(
-                         args.config, zoo_file))
-    key = evaluation.COLUMNS[args.protocol]
-    if entry['published'][key] is None:
-        available = [
-            column for column, k in evaluation.COLUMNS.items()
-            if entry['published'][k] is not None
-        ]
-        parser.error('--protocol {}: the row of {} in {} publishes no such '
-                     'number (published.{} is null); choose one of: '
-                     '{}.'.format(args.protocol, args.config, zoo_file, key,
-                                  ', '.join(available)))
-    if entry['source'] != 'paddleseg':
-        if args.auc_roc:
-            parser.error('--auc_roc needs PaddleSeg\'s evaluate; the row of '
-                         '{} follows {}.'.format(args.config, entry['source']))
-        if args.data_format != 'NCHW':
-            parser.error('--data_format {}: {} protocols run NCHW models '
-                         'only.'.format(args.data_format, entry['source']))
-    return entry
+    return common.protocol_entry(
+        parser, args, zoo_file, 'use PaddleSeg\'s flags (--aug_eval, '
+        '--is_slide, ...) instead.')
 
 
 if __name__ == '__main__':
