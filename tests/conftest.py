@@ -19,6 +19,7 @@ os.environ.setdefault('PADDLESEG_CTX_BACKEND', 'dygraph')
 #   integration  commands and chains end to end: subprocesses, exports,
 #                training runs, installs, the benchmark
 SUITES = {
+    'test_amp.py': 'parity',
     'test_aug_eval.py': 'parity',
     'test_backbones.py': 'parity',
     'test_backends.py': 'integration',
