@@ -40,6 +40,7 @@ SUITES = {
     'test_gcnet.py': 'parity',
     'test_gcnet_mmseg.py': 'parity',
     'test_ginet.py': 'parity',
+    'test_gpu_check.py': 'integration',
     'test_imports.py': 'unit',
     'test_install.py': 'integration',
     'test_isanet.py': 'parity',
