@@ -131,7 +131,8 @@ def _backbone(config):
     return dict(read_config(os.path.join(ROOT, config)).dic['model']['backbone'])
 
 
-def plan(out, families, iters, gpus):
+def plan(out, families, iters, gpus, modes=tuple(TRAIN_MODES),
+         paddleseg=True, tensorrt=True):
     """Every step: name, kind, command (argv), what it needs."""
     steps = []
     for crop in sorted({tuple(PLAN[f]['crop']) for f in families}):
@@ -145,10 +146,11 @@ def plan(out, families, iters, gpus):
     for family in families:
         entry = PLAN[family]
         configs = {'ours': write_config(out, family, entry, True)}
-        if entry['paddleseg']:
+        if entry['paddleseg'] and paddleseg:
             configs['paddleseg'] = write_config(out, family, entry, False)
         for impl, config in configs.items():
-            for mode, flags in TRAIN_MODES.items():
+            for mode in ('fp32', ) + tuple(m for m in modes if m != 'fp32'):
+                flags = TRAIN_MODES[mode]
                 save_dir = os.path.join(out, 'runs', family, impl, mode)
                 steps.append({
                     'name': '{} {} train {}'.format(family, impl, mode),
@@ -183,7 +185,8 @@ def plan(out, families, iters, gpus):
             'argv': python() + [__file__, '--child', 'eval', '--config',
                                 configs['ours'], '--model_path', weights,
                                 '--export_dir', export_dir, '--crop'] +
-            [str(v) for v in entry['crop']]})
+            [str(v) for v in entry['crop']] +
+            ([] if tensorrt else ['--no_tensorrt'])})
     for step in steps:
         needs = step.get('needs_gpus', 1)
         if gpus is not None and gpus < needs:
@@ -287,7 +290,7 @@ def child_train(argv):
                 flush=True)
 
 
-def child_eval(config, model_path, export_dir, crop):
+def child_eval(config, model_path, export_dir, crop, tensorrt=True):
     """Every backend against float32 dygraph on one synthetic-size input;
     prints one JSON line."""
     import numpy as np
@@ -334,6 +337,8 @@ def child_eval(config, model_path, export_dir, crop):
     rows = {}
     for name, (precision, make) in backends.items():
         skip = _unavailable(name)
+        if 'tensorrt' in name and not tensorrt:
+            skip = 'left out (--no_tensorrt)'
         if skip:
             rows[name] = {'status': 'skipped: ' + skip}
             continue
@@ -458,6 +463,14 @@ def main(argv=None):
                         default=list(PLAN))
     parser.add_argument('--iters', type=int, default=30,
                         help='Training iterations per run. Default: 30.')
+    parser.add_argument('--modes', nargs='+', choices=list(TRAIN_MODES),
+                        default=list(TRAIN_MODES),
+                        help='Training precisions (fp32 always runs: export '
+                        'and eval use its weights). Default: all.')
+    parser.add_argument('--no_paddleseg', action='store_true',
+                        help='Skip the runs of PaddleSeg\'s own classes.')
+    parser.add_argument('--no_tensorrt', action='store_true',
+                        help='Skip TensorRT (its engine builds take minutes).')
     parser.add_argument('--dry_run', action='store_true',
                         help='Plan every step, write the configs and check '
                         'them, print the commands; run nothing (no GPU).')
@@ -475,7 +488,7 @@ def main(argv=None):
         return child_train(rest)
     if args.child == 'eval':
         return child_eval(args.config, args.model_path, args.export_dir,
-                          args.crop)
+                          args.crop, tensorrt=not args.no_tensorrt)
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -484,7 +497,10 @@ def main(argv=None):
         raise SystemExit('gpu_check: no GPU visible to Paddle (needs '
                          'paddlepaddle-gpu and a GPU); --dry_run plans '
                          'without one.')
-    steps = plan(out, args.families, args.iters, info.get('gpus'))
+    steps = plan(out, args.families, args.iters, info.get('gpus'),
+                 modes=args.modes, paddleseg=not args.no_paddleseg,
+                 tensorrt=not args.no_tensorrt)
+    start = time.time()
     results = {}
     from paddleseg_ctx.config import read_config
     for step in steps:
@@ -503,6 +519,8 @@ def main(argv=None):
             flush=True)
     report = table(steps, results)
     print(report)
+    info['seconds'] = round(time.time() - start, 1)
+    print('[gpu_check] {} steps in {} s'.format(len(results), info['seconds']))
     failed = [name for name, r in results.items() if r['status'] != 'ok']
     with open(os.path.join(out, 'gpu_check.json'), 'w') as f:
         json.dump({'environment': info,

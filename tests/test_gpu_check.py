@@ -132,3 +132,16 @@ def test_without_a_gpu_it_stops_with_a_message(tmp_path):
         env=dict(os.environ, CUDA_VISIBLE_DEVICES=''), check=False)
     assert proc.returncode != 0
     assert 'no GPU visible to Paddle' in proc.stderr
+
+
+def test_options_trim_the_plan(tmp_path):
+    driver = _load_driver()
+    steps = driver.plan(str(tmp_path), ['isanet'], 30, gpus=1,
+                        modes=['amp_o2'], paddleseg=False, tensorrt=False)
+    names = [step['name'] for step in steps]
+    assert names == ['data 769x769', 'isanet ours train fp32',
+                     'isanet ours train amp_o2',
+                     'isanet ours train fp32 2 ranks (SyncBN)',
+                     'isanet export', 'isanet eval backends']
+    assert steps[3]['skip'] == 'needs 2 GPUs, 1 visible'
+    assert '--no_tensorrt' in steps[-1]['argv']
