@@ -282,7 +282,7 @@ def child_train(argv):
     from paddleseg_ctx.cli.train import main
     from paddleseg_ctx.errors import run
     try:
-        run(lambda: main(argv))
+        run(main, argv)
     finally:
         if paddle.device.is_compiled_with_cuda():
             print('{}{:.1f}'.format(
@@ -385,7 +385,8 @@ def _unavailable(name):
 
 
 def _tensorrt(deploy, shape, half):
-    """A Paddle Inference predictor with TensorRT for one input shape."""
+    """A Paddle Inference predictor with TensorRT for one input shape (the
+    export's input is ``x``, dynamic N/H/W)."""
     import numpy as np
     from paddle import inference
     config = inference.Config(deploy.model, deploy.params)
@@ -395,6 +396,9 @@ def _tensorrt(deploy, shape, half):
         precision_mode=(inference.PrecisionType.Half if half else
                         inference.PrecisionType.Float32),
         use_static=False, use_calib_mode=False)
+    config.set_trt_dynamic_shape_info({'x': list(shape)}, {'x': list(shape)},
+                                      {'x': list(shape)})
+    config.disable_glog_info()
     predictor = inference.create_predictor(config)
 
     def run(batch):

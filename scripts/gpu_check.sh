@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU check (not part of CI; under 8 minutes on one GPU): every model family
+# GPU check (not part of CI; meant to take under 8 minutes on one GPU, not yet
+# measured; --modes, --no_paddleseg, --no_tensorrt trim it): every model family
 # trains 30 iterations in fp32, AMP O1 and O2 next to PaddleSeg's own classes,
 # on two ranks with SyncBN when two GPUs are visible, exports, and runs in Paddle
 # Inference (TensorRT where the build has it) and ONNX Runtime CUDA, compared with
