@@ -20,6 +20,7 @@ os.environ.setdefault('PADDLESEG_CTX_BACKEND', 'dygraph')
 #                training runs, installs, the benchmark
 SUITES = {
     'test_accumulate.py': 'integration',
+    'test_amp.py': 'parity',
     'test_analyze.py': 'integration',
     'test_aug_eval.py': 'parity',
     'test_backbones.py': 'parity',
@@ -41,6 +42,7 @@ SUITES = {
     'test_gcnet.py': 'parity',
     'test_gcnet_mmseg.py': 'parity',
     'test_ginet.py': 'parity',
+    'test_gpu_check.py': 'integration',
     'test_imports.py': 'unit',
     'test_install.py': 'integration',
     'test_isanet.py': 'parity',

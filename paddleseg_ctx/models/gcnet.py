@@ -20,9 +20,10 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
 from paddleseg_ctx.models.base import ContextSegModel
-from paddleseg_ctx.models.heads import (AUX_LAYER, conv_bn_act,
+from paddleseg_ctx.models.heads import (AUX_LAYER, cast, conv_bn_act,
                                         dropout_layer, fcn_head, fill,
-                                        init_mmseg_head, kaiming_normal)
+                                        float32_island, init_mmseg_head,
+                                        kaiming_normal)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGCNet', 'GCNetHead', 'GlobalContextBlock']
@@ -132,6 +133,10 @@ class GlobalContextBlock(nn.Layer):
     positions gives one context vector, transformed by a LayerNorm bottleneck
     and added to every position.
 
+    Under mixed precision the softmax, the pooling sum over positions and
+    the LayerNorm run in float32 (:func:`heads.float32_island`; the
+    LayerNorm keeps float32 weights under AMP O2 too).
+
     Args:
         channels (int): Input and output channels.
         ratio (float): Bottleneck channels / ``channels``.
@@ -146,12 +151,23 @@ class GlobalContextBlock(nn.Layer):
             nn.Conv2D(channels, inter_channels, 1),
             nn.LayerNorm([inter_channels, 1, 1]), nn.ReLU(),
             nn.Conv2D(inter_channels, channels, 1))
+        # What paddle.amp.decorate(excluded_layers=...) sets: O2 leaves this
+        # layer's weights in float32 (its input is float32, see forward).
+        self.channel_add_conv[1]._cast_to_low_precision = False
 
     def forward(self, x):
-        # [N, 1, HW] attention over positions; context = x @ attention^T.
-        attention = F.softmax(self.conv_mask(x).flatten(2), axis=-1)
-        context = paddle.matmul(x.flatten(2), attention, transpose_y=True)
-        return x + self.channel_add_conv(context.unsqueeze(-1))
+        mask = self.conv_mask(x).flatten(2)
+        with float32_island():
+            # [N, 1, HW] attention over positions; context = x @ attention^T.
+            attention = F.softmax(cast(mask, paddle.float32), axis=-1)
+            context = paddle.matmul(
+                cast(x, paddle.float32).flatten(2), attention,
+                transpose_y=True)
+        conv_in, norm, relu, conv_out = self.channel_add_conv
+        y = conv_in(cast(context, x.dtype).unsqueeze(-1))
+        with float32_island():
+            y = norm(cast(y, paddle.float32))
+        return x + conv_out(relu(cast(y, x.dtype)))
 
     def init_mmcv(self):
         """mmcv ContextBlock's ``reset_parameters``: ``conv_mask``

@@ -12,7 +12,8 @@ from paddleseg.cvlibs import manager
 from paddleseg.models import layers
 
 from paddleseg_ctx.models.base import ContextSegModel
-from paddleseg_ctx.models.heads import AUX_LAYER, conv_bn_act, fcn_head
+from paddleseg_ctx.models.heads import (AUX_LAYER, cast, conv_bn_act,
+                                        fcn_head, float32_island)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGINet', 'GIHead', 'GlobalReasonUnit']
@@ -123,6 +124,9 @@ class GlobalReasonUnit(nn.Layer):
     Pixels are projected onto ``NUM_NODE`` visual nodes, the visual and class
     graphs are reasoned on and interact (:class:`GraphLayer`), the visual
     nodes are projected back to pixels and added residually.
+
+    The projection onto the nodes, a mean over all pixels whose sum
+    overflows float16, is a float32 island (:func:`heads.float32_island`).
     """
 
     def __init__(self, in_channels, num_classes):
@@ -139,8 +143,11 @@ class GlobalReasonUnit(nn.Layer):
         proj = self.conv_theta(x).flatten(2)  # [N, NUM_NODE, HW]
         feats = self.conv_phi(x).flatten(2)  # [N, NUM_STATE, HW]
         area = (size[2] * size[3]).astype('float32')
-        nodes = paddle.matmul(feats, proj, transpose_y=True) / area
-        nodes = self.graph(class_nodes, nodes)
+        with float32_island():
+            nodes = paddle.matmul(
+                cast(feats, paddle.float32), cast(proj, paddle.float32),
+                transpose_y=True) / area
+        nodes = self.graph(class_nodes, cast(nodes, feats.dtype))
         y = paddle.matmul(nodes, proj).reshape([0, 0, size[2], size[3]])
         return x + self.bn(self.extend_dim(y))
 
@@ -191,7 +198,9 @@ class GCN(nn.Layer):
 
 class GraphTransfer(nn.Layer):
     """Attention between class and visual nodes; returns, for every visual
-    node, the attention-weighted sum of the class nodes' values."""
+    node, the attention-weighted sum of the class nodes' values.  The
+    logits and softmax are a float32 island (:func:`heads.float32_island`).
+    """
 
     def __init__(self):
         super().__init__()
@@ -201,9 +210,12 @@ class GraphTransfer(nn.Layer):
         self.value_conv_word = nn.Conv1D(NUM_STATE, NUM_STATE, 1)
 
     def forward(self, class_nodes, vis_nodes):
-        energy = paddle.matmul(  # [N, K, NUM_NODE]
-            self.query_conv(class_nodes),
-            self.key_conv(vis_nodes),
-            transpose_x=True)
-        attention = F.softmax(energy, axis=1)  # over the classes
-        return paddle.matmul(self.value_conv_word(class_nodes), attention)
+        query = self.query_conv(class_nodes)
+        key = self.key_conv(vis_nodes)
+        with float32_island():
+            energy = paddle.matmul(  # [N, K, NUM_NODE]
+                cast(query, paddle.float32), cast(key, paddle.float32),
+                transpose_x=True)
+            attention = F.softmax(energy, axis=1)  # over the classes
+        value = self.value_conv_word(class_nodes)
+        return paddle.matmul(value, cast(attention, value.dtype))

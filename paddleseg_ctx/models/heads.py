@@ -1,6 +1,6 @@
 """Head layers shared by the model families: conv+BN+act, the FCN head
-(auxiliary heads and classifiers), the attention block, and mmseg's
-initialisation of a head.
+(auxiliary heads and classifiers), the attention block, mmseg's
+initialisation of a head, and the float32 islands of mixed precision.
 
 Sublayer names are checkpoint key names, so each builder takes the layout its
 callers' published weights use and nothing here renames a key.
@@ -10,11 +10,12 @@ import math
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
+from paddle.amp.auto_cast import amp_global_state
 from paddleseg.models import layers
 
-__all__ = ['AUX_LAYER', 'AttentionBlock', 'attend', 'conv_bn_act',
-           'dropout_layer', 'fcn_head', 'fill', 'init_mmseg_head',
-           'kaiming_normal']
+__all__ = ['AUX_LAYER', 'AttentionBlock', 'attend', 'cast', 'conv_bn_act',
+           'dropout_layer', 'fcn_head', 'fill', 'float32_island',
+           'init_mmseg_head', 'kaiming_normal']
 
 # Sublayer names of PaddleSeg's ``AuxLayer`` (keys ``conv_bn_relu.*``,
 # ``conv.*``), for :func:`fcn_head`.
@@ -130,7 +131,9 @@ def attend(query, key, value, scale):
     Same result as PaddleSeg's ``AttentionBlock`` without its three
     transposes: the matmuls read [N, C, HW] maps through their transpose
     flags, and the scale goes on the query (C x HW) rather than the
-    similarity map (HW x HW).
+    similarity map (HW x HW).  The logits and their softmax are a float32
+    island (:func:`float32_island`); the weighted sum of the values runs in
+    the values' precision.
 
     Args:
         query (Tensor): [N, Ck, Hq, Wq].
@@ -142,11 +145,46 @@ def attend(query, key, value, scale):
         Tensor: [N, Cv, Hq, Wq].
     """
     size = paddle.shape(query)
-    sim = paddle.matmul(  # [N, HWq, HWk]
-        (query * scale).flatten(2), key.flatten(2), transpose_x=True)
+    with float32_island():
+        sim = paddle.matmul(  # [N, HWq, HWk]
+            (cast(query, paddle.float32) * scale).flatten(2),
+            cast(key, paddle.float32).flatten(2),
+            transpose_x=True)
+        attention = F.softmax(sim, axis=-1)
     context = paddle.matmul(  # [N, Cv, HWq]
-        value.flatten(2), F.softmax(sim, axis=-1), transpose_y=True)
+        value.flatten(2), cast(attention, value.dtype), transpose_y=True)
     return context.reshape([0, 0, size[2], size[3]])
+
+
+class float32_island:  # noqa: N801  (used like a function: ``with``)
+    """Automatic mixed precision off inside the block, so the ops in it run
+    in the dtype of their inputs: give them float32 inputs (:func:`cast`) for
+    the reductions half precision gets wrong (softmax normalisers, segment
+    and spatial sums, LayerNorm statistics, attention logits; see
+    docs/reference/models.md, "Mixed precision").
+
+    Holds under AMP O1 and O2, float16 and bfloat16, in dygraph and in the
+    to_static program (the block is traced like any Python code).  In a
+    float32 model without AMP nothing changes: no op is added.
+    """
+
+    def __enter__(self):
+        # auto_cast(enable=False) leaves 'float32' in Paddle's global AMP
+        # state (read when PIR builds a backward with master grads): keep
+        # the enclosing dtype to put back.
+        self._amp_dtype = amp_global_state().amp_dtype
+        self._off = paddle.amp.auto_cast(enable=False)
+        self._off.__enter__()
+
+    def __exit__(self, *exc_info):
+        self._off.__exit__(*exc_info)
+        amp_global_state().amp_dtype = self._amp_dtype
+
+
+def cast(x, dtype):
+    """``x`` in ``dtype`` (a paddle dtype, e.g. ``paddle.float32``); ``x``
+    itself, no cast op, when it already is."""
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 def init_mmseg_head(conv_bns, classifiers):

@@ -15,12 +15,13 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
 from paddleseg_ctx.models.base import ContextSegModel
-from paddleseg_ctx.models.heads import AttentionBlock, conv_bn_act, fcn_head
+from paddleseg_ctx.models.heads import (AttentionBlock, cast, conv_bn_act,
+                                        fcn_head, float32_island)
 from paddleseg_ctx.registry import register
 
 __all__ = [
     'CtxISNet', 'ISNetHead', 'ImageLevelContext', 'SemanticLevelContext',
-    'semantic_centres'
+    'class_centres', 'semantic_centres'
 ]
 
 
@@ -174,6 +175,17 @@ class SemanticLevelContext(nn.Layer):
 
 
 def semantic_centres(feats, logits):
+    """:func:`class_centres` as a float32 island (its segment sums and
+    softmax normalisers stop adding in float16 once a class covers 2048
+    positions; :func:`heads.float32_island`), returned in ``feats``' dtype.
+    """
+    with float32_island():
+        centres = class_centres(cast(feats, paddle.float32),
+                                cast(logits, paddle.float32))
+    return cast(centres, feats.dtype)
+
+
+def class_centres(feats, logits):
     """The class centre of every pixel (sssegmentation's semantic-level
     context): per image, the centre of class k is the mean of the features of
     the pixels whose argmax is k, weighted by the softmax of their class-k
