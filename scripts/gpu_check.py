@@ -195,7 +195,10 @@ def plan(out, families, iters, gpus, modes=tuple(TRAIN_MODES),
 
 
 def train_args(config, save_dir, iters):
+    # --keep_total_batch off: one iteration is one batch of 2 per GPU for
+    # ours and PaddleSeg's class alike (no accumulation to a published total).
     return ['--config', config, '--device', 'gpu', '--iters', str(iters),
+            '--keep_total_batch', 'off',
             '--save_interval', str(iters), '--log_iters', '1',
             '--num_workers', '2', '--seed', '0', '--save_dir', save_dir]
 
