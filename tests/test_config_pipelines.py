@@ -40,7 +40,7 @@ def _shrunk(transforms):
 def _fit(h, w, img_scale, keep_ratio):
     """(h, w) after the test-time resize: mmcv.imrescale / ssseg's Resize
     (scale = min(long / long side, short / short side), int(x * s + 0.5))
-    or a squash to img_scale (MODELS_SPEC 5.1, 6.5)."""
+    or a squash to img_scale (docs/reference/evaluation.md#test-time-resize)."""
     if not keep_ratio:
         return img_scale[1], img_scale[0]
     scale = min(max(img_scale) / max(h, w), min(img_scale) / min(h, w))

@@ -2,7 +2,7 @@
 
 The recipe of each config is built here from the published tables
 (``tests/published.py``: PaddleSeg's and sssegmentation's, typed once in
-tests/data/published_recipes.yml from MODELS_SPEC.md sections 3.3, 4.3, 5.2
+tests/data/published_recipes.yml from docs/reference/README.md sections 3.3, 4.3, 5.2
 and 6.3-6.5, and mmsegmentation's own GCNet metafile; the pipelines below
 from sections 3.3, 5.1 and 6.4), independently of the config files and the
 zoo file: each config, loaded through PaddleSeg's own ``Config`` (``_base_``
@@ -45,7 +45,8 @@ IMAGENET_NORMALIZE = dict(type='Normalize', **IMAGENET)
 
 
 def paddleseg_train(crop):
-    """PaddleSeg's augmentation for every PaddleSeg row (MODELS_SPEC 3.3)."""
+    """PaddleSeg's augmentation of every PaddleSeg row
+    (docs/reference/recipes.md#paddleseg-pipeline)."""
     return [
         {'type': 'ResizeStepScaling', 'min_scale_factor': 0.5,
          'max_scale_factor': 2.0, 'scale_step_size': 0.25},
@@ -68,7 +69,8 @@ PADDLESEG_WHOLE_VAL = [{'type': 'Normalize'}]
 def mmseg_train(img_scale, crop):
     """mmseg 0.x: Resize(img_scale, ratio_range=(0.5, 2.0)), RandomCrop(crop,
     cat_max_ratio=0.75), RandomFlip(0.5), PhotoMetricDistortion, Normalize
-    (ImageNet, RGB), Pad(crop, pad_val=0, seg_pad_val=255) (MODELS_SPEC 5.1)."""
+    (ImageNet, RGB), Pad(crop, pad_val=0, seg_pad_val=255)
+    (docs/reference/recipes.md#mmseg-pipeline)."""
     return [
         {'type': 'CtxRandomResize', 'target_size': img_scale,
          'ratio_range': [0.5, 2.0]},
@@ -82,7 +84,7 @@ def mmseg_train(img_scale, crop):
 
 
 def ssseg_train(img_scale, crop):
-    """sssegmentation (MODELS_SPEC 6.4): the same steps with its crop
+    """sssegmentation (docs/reference/recipes.md#ssseg-pipeline): the same steps with its crop
     fallback (the 10th try), its BGR-image HSV quirk and centred padding."""
     return [
         {'type': 'CtxRandomResize', 'target_size': img_scale,
@@ -96,7 +98,7 @@ def ssseg_train(img_scale, crop):
     ]
 
 
-SSSEG_LIP_TRAIN = [  # MODELS_SPEC 6.4, LIP row
+SSSEG_LIP_TRAIN = [  # docs/reference/recipes.md#ssseg-pipeline, LIP row
     {'type': 'CtxRandomResize', 'target_size': [520, 520],
      'ratio_range': [0.75, 1.25], 'keep_ratio': False},
     {'type': 'CtxRandomCrop', 'crop_size': [473, 473], 'cat_max_ratio': 0.75,
@@ -112,7 +114,7 @@ SSSEG_LIP_TRAIN = [  # MODELS_SPEC 6.4, LIP row
 
 def resized_val(img_scale, keep_ratio=True):
     """The test-time resize of mmseg / ssseg on the uint8 image, then
-    Normalize (MODELS_SPEC 5.1 "Test", 6.5)."""
+    Normalize (docs/reference/evaluation.md#test-time-resize)."""
     resize = {'type': 'ResizeByImgScale', 'img_scale': img_scale}
     if not keep_ratio:
         resize['keep_ratio'] = False
@@ -152,7 +154,7 @@ PRETRAINED = {  # ImageNet weights of each backbone
     'ResNet101_vd':
     'https://bj.bcebos.com/paddleseg/dygraph/resnet101_vd_ssld.tar.gz',
     # OpenMMLab's files behind open-mmlab://resnet{50,101}_v1c and resnest101
-    # (MODELS_SPEC 2.2, 2.3; sssegmentation downloads the same ones).
+    # (docs/reference/backbones.md#imagenet-weights; sssegmentation downloads the same ones).
     'ResNet50_v1c': 'https://download.openmmlab.com/pretrain/third_party/'
                     'resnet50_v1c-2cccc1ad.pth',
     'ResNet101_v1c': 'https://download.openmmlab.com/pretrain/third_party/'
@@ -197,13 +199,13 @@ def gcnet(bb):
 
 
 def gcnet_mmseg(bb, align_corners):
-    """MODELS_SPEC 5.1: bias-free head convs, Dropout2d, mmseg init."""
+    """docs/reference/models.md#gcnet-mmseg-form: bias-free head convs, Dropout2d, mmseg init."""
     return dict(gcnet(bb), head_conv_bias=False, channel_dropout=True,
                 head_init='mmseg', align_corners=align_corners)
 
 
 def isnet(bb, lip=False):
-    """MODELS_SPEC 6.1: 512/256 channels, dropout 0.1, aux; LIP: 48-channel
+    """docs/reference/models.md#isnet: 512/256 channels, dropout 0.1, aux; LIP: 48-channel
     C1 shortcut and LeakyReLU in the head."""
     return {'type': 'CtxISNet', 'backbone': backbone(bb),
             'backbone_indices': [0, 1, 2, 3], 'feats_channels': 512,
@@ -242,8 +244,8 @@ MODEL_BUILDERS = {'GINet': ginet, 'ISANet': isanet, 'GCNet': gcnet,
 
 
 def paddleseg_row(row):
-    """MODELS_SPEC 3.3, 4.3, 5.2: PaddleSeg's augmentation, whole-image or
-    padded val, CE with aux (ISNet: stage 1 and aux)."""
+    """docs/reference/recipes.md#paddleseg: PaddleSeg's augmentation,
+    whole-image or padded val, CE with aux (ISNet: stage 1 and aux)."""
     options = {}
     if 'align_corners' in row:  # ISANet: per row
         options['align_corners'] = row['align_corners']
@@ -273,7 +275,7 @@ def mmseg_gcnet_row(row):
 
 
 def ssseg_isnet_row(bb, row):
-    """MODELS_SPEC 6.3: per row; the total batch over 4 GPUs."""
+    """docs/reference/recipes.md#ssseg-isnet: per row; the total batch over 4 GPUs."""
     lip = row['dataset'] == 'lip'
     train = SSSEG_LIP_TRAIN if lip else ssseg_train(row['img_scale'],
                                                     row['crop'])

@@ -6,7 +6,7 @@ Every checkpoint is written by real torch inside the test (both ``torch.save``
 formats).  The reader is run where ``import torch`` fails and compared with
 ``.npy`` files written from the torch tensors.  Key maps are checked against
 the real mmsegmentation / sssegmentation modules; expected Paddle names are
-built here from MODELS_SPEC's patterns, independently of the maps.
+built here from the key tables of docs/reference/, independently of the maps.
 """
 import argparse
 import collections
@@ -313,7 +313,7 @@ def randomized_state(torch, module):
 
 
 def resnet_v1c_names(depths, prefix=''):
-    """MODELS_SPEC §2.2, option A (Paddle mirrors torch's tree)."""
+    """docs/reference/backbones.md#resnetv1c (Paddle mirrors torch's tree)."""
     names = []
     for conv in (0, 3, 6):
         names += ['stem.{}.weight'.format(conv)]
@@ -329,7 +329,8 @@ def resnet_v1c_names(depths, prefix=''):
 
 
 def resnest_names(depths):
-    """MODELS_SPEC §2.3: deep stem, split-attention conv2, avg-down shortcut."""
+    """docs/reference/backbones.md#resnest-101: deep stem, split-attention
+    conv2, avg-down shortcut."""
     names = []
     for conv in (0, 3, 6):
         names += ['stem.{}.weight'.format(conv)]
@@ -349,7 +350,7 @@ def resnest_names(depths):
 
 
 def gcnet_head_names():
-    """MODELS_SPEC §5.1 table, PaddleSeg GCNet names without 3x3 conv biases."""
+    """docs/reference/models.md#gcnet-mmseg-form: PaddleSeg GCNet names without 3x3 conv biases."""
     names = []
     for i in (1, 2, 3):
         names += ['head.conv_bn_relu{}._conv.weight'.format(i)]

@@ -18,7 +18,7 @@ from reference_imports import import_mmseg, import_torch
 NUM_CLASSES = 5
 C3, C4, GC = 64, 128, 32  # small stand-ins for 1024, 2048, 512
 
-# mmseg key -> our key, written from MODELS_SPEC §5.1 (independent of the
+# mmseg key -> our key, written from docs/reference/models.md#gcnet-mmseg-form (independent of the
 # converter's key map).
 KEY_MAP = [
     (r'decode_head\.convs\.0\.conv\.', 'head.conv_bn_relu1._conv.'),

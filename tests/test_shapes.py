@@ -33,7 +33,8 @@ def model(request):
 
 
 # GINet's class-node BatchNorm1Ds see K identical rows (``head.inp`` is
-# frozen at zero, MODELS_SPEC 3.4), so their running mean stays 0 anyway.
+# frozen at zero, docs/reference/models.md#ginet-class-nodes),
+# so their running mean stays 0 anyway.
 CONSTANT_INPUT = ('head.fc1.1', 'head.fc2.1')
 
 

@@ -26,7 +26,8 @@ ITERS = 12
 # GINet as PaddleSeg trains it: ``head.inp`` is frozen at zero, so the K class
 # rows are identical, BatchNorm1D's batch output is 0 and the class-node
 # branch passes zeros; ``gamma_vis`` (zero-initialised) then gets no gradient
-# and nothing upstream of it does either (MODELS_SPEC 3.4). Only its weights
+# and nothing upstream of it does either
+# (docs/reference/models.md#ginet-class-nodes). Only its weights
 # move (by weight decay); its zero-initialised biases stay put.
 STILL = {
     'CtxGINet': ('head.fc1.', 'head.fc2.', 'head.gloru.graph.word_gcn.',

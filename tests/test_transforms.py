@@ -500,7 +500,7 @@ SSSEG_LIP = """
 """ + NORMALIZE + """- {type: CtxCenterPadding, target_size: [473, 473]}
 """
 
-# The training pipelines of MODELS_SPEC 5.1 and 6.4, as configs write them
+# The training pipelines of docs/reference/recipes.md (mmseg, ssseg), as configs write them
 # ([width, height]).
 RECIPES = {
     'mmseg_cityscapes_512x1024': (_mmseg([2048, 1024], [1024, 512]), (512, 1024)),

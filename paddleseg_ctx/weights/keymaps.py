@@ -24,7 +24,7 @@ matched against a whole key (``re.fullmatch``)::
     reshape:                 # optional, on Paddle names: new shape (one -1 allowed);
       - [pattern, [-1]]      # the element count must stay the same
 
-Applied by every map (MODELS_SPEC §1.1): ``*.num_batches_tracked`` is
+Applied by every map (docs/reference/key_maps.md#generic-rules): ``*.num_batches_tracked`` is
 dropped; a Paddle name ending in ``.running_mean`` / ``.running_var`` ends
 in ``._mean`` / ``._variance`` instead; values become float32.  A source key
 that is neither dropped nor renamed, two keys renamed to one name, or a
@@ -46,7 +46,7 @@ KEYMAPS_ENV = 'PADDLESEG_CTX_KEYMAPS'
 TARGETS = ('model', 'backbone')
 _FIELDS = ('description', 'target', 'detect', 'drop', 'rename', 'reshape')
 
-# Generic torch -> Paddle rules, applied by every map (MODELS_SPEC §1.1).
+# Generic torch -> Paddle rules, applied by every map (docs/reference/key_maps.md#generic-rules).
 GENERIC_DROP = re.compile(r'(.+\.)?num_batches_tracked')
 GENERIC_SUFFIXES = (('.running_mean', '._mean'), ('.running_var', '._variance'))
 
