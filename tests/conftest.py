@@ -37,6 +37,7 @@ SUITES = {
     'test_deploy.py': 'integration',
     'test_distributed.py': 'integration',
     'test_errors.py': 'integration',
+    'test_docs.py': 'unit',
     'test_eval_memory.py': 'integration',
     'test_export_zoo.py': 'integration',
     'test_gcnet.py': 'parity',
