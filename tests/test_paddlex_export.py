@@ -26,6 +26,7 @@ from paddleseg_ctx.testing.families import FAMILIES, build_light
 from paddleseg_ctx.testing.random_weights import randomize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_CONFIG = 'gcnet_resnet18vd_os16_synthetic_128x128_200.yml'
 NUM_CLASSES = 4
 TARGET = [96, 64]  # (w, h) of the Resize
 # (w, h): resized down, at the target (no resize: pixels identical),
@@ -142,8 +143,7 @@ def run_export(tmp_path, export_transforms, *args):
     with ``export.transforms`` replaced."""
     config = tmp_path / 'config.yml'
     config.write_text(yaml.safe_dump({
-        '_base_': os.path.join(ROOT, 'configs', 'demo',
-                               'gcnet_resnet18vd_os16_synthetic_128x128_200.yml'),
+        '_base_': os.path.join(ROOT, 'configs', 'demo', DEMO_CONFIG),
         'export': {'transforms': export_transforms}}))
     return subprocess.run(
         [sys.executable, '-m', 'paddleseg_ctx.export', '--config',
@@ -298,3 +298,36 @@ def test_paddlex_label_maps_equal_infer(paddlex_report, exports, images,
         # A model predicting one class everywhere would prove little.
         assert len(np.unique(np.concatenate(
             [label.ravel() for label in ours.values()]))) > 1, name
+
+
+# PaddleX's CPU default, run_mode 'mkldnn', in PaddleX's environment.
+PADDLEX_DEFAULT_SCRIPT = '''
+import sys
+import paddlex
+from paddlex.inference.models.bindings import register_predictor_binding_map
+from paddlex.inference.models.semantic_segmentation import SegPredictor
+
+register_predictor_binding_map(SegPredictor, {'paddle_static': [sys.argv[1]]})
+predictor = paddlex.create_predictor(sys.argv[1], model_dir=sys.argv[2],
+                                     device='cpu')
+list(predictor.predict(sys.argv[3:]))
+'''
+
+
+def test_paddlex_cpu_default_run_mode_fails(paddlex_report, exports, images,
+                                            tmp_path):
+    """Why the README says run_mode 'paddle' on CPU: PaddleX's default there
+    ('mkldnn', every oneDNN pass) cannot build GINet on Paddle 3.3.1 (a
+    oneDNN pass breaks a broadcast; other families fail on other oneDNN
+    errors or crash).  When this fails, Paddle is fixed: update the README's
+    PaddleX paragraph."""
+    script = tmp_path / 'default_run_mode.py'
+    script.write_text(PADDLEX_DEFAULT_SCRIPT)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+    proc = subprocess.run(
+        [paddlex_python(), str(script), FAMILIES['ginet'].type,
+         exports['ginet']] + images[:1], capture_output=True, text=True,
+        timeout=300, env=env, cwd=str(tmp_path))
+    assert proc.returncode != 0
+    assert 'Broadcast dimension mismatch' in proc.stderr, proc.stderr[-3000:]

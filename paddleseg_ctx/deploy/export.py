@@ -6,9 +6,10 @@ it runs without paddleseg_ctx's training code (``paddleseg_ctx.infer``,
 or PaddleSeg's ``DeployConfig`` + Paddle Inference).  The ``paddlex`` layout
 names the same files ``inference.*`` and the yaml ``inference.yml``, with
 ``Global.model_name`` and the preprocessing in the two transforms PaddleX
-3.x's semantic-segmentation predictor knows (:func:`paddlex_transforms`).  ONNX is converted by
-paddle2onnx from the saved program: ``paddle.onnx.export`` on the dygraph
-model fails for these models ("forward() requires x").
+3.x's semantic-segmentation predictor knows (:func:`paddlex_transforms`).
+ONNX is converted by paddle2onnx from the saved program:
+``paddle.onnx.export`` on the dygraph model fails for these models
+("forward() requires x").
 """
 import os
 import tempfile
@@ -210,7 +211,7 @@ def _paddlex_resize(config, source):
 
 
 def paddlex_transforms(transforms, source):
-    """``transforms`` (PaddleSeg configs) as PaddleX 3.x's ``Deploy.transforms``.
+    """``transforms`` (PaddleSeg configs) as PaddleX's ``Deploy.transforms``.
 
     PaddleX's segmentation predictor knows ``Resize`` and ``Normalize`` only
     and applies at most one of each, resize first.  ``Resize`` is written
