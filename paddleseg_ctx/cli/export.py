@@ -91,6 +91,11 @@ def deploy_transforms(cfg):
 def main(argv=None):
     parser = build_parser()
     args = common.parse_args(parser, argv)
+    if args.layout == 'paddlex' and args.output_op != 'argmax':
+        parser.error('--layout paddlex needs --output_op argmax: PaddleX '
+                     'reads the output as a label map.')
+    if args.paddlex_model_name and args.layout != 'paddlex':
+        parser.error('--paddlex_model_name applies to --layout paddlex only.')
     # Makes layers.SyncBatchNorm build plain BatchNorm2D (exportable).
     os.environ['PADDLESEG_EXPORT_STAGE'] = 'True'
     cfg, builder = common.load_config(parser, args)
@@ -102,9 +107,6 @@ def main(argv=None):
         logger.warning('python -m paddleseg_ctx.infer will not run this '
                        'export: {}'.format(err))
 
-    if args.layout == 'paddlex' and args.output_op != 'argmax':
-        parser.error('--layout paddlex needs --output_op argmax: PaddleX '
-                     'reads the output as a label map.')
     if args.layout == 'paddlex':
         try:
             paddlex_transforms(transforms, args.config)
