@@ -53,6 +53,7 @@ SUITES = {
     'test_mmseg_parity.py': 'parity',
     'test_model_outputs.py': 'parity',
     'test_model_zoo.py': 'unit',
+    'test_paddlex_export.py': 'integration',
     'test_pretrained.py': 'unit',
     'test_protocols.py': 'parity',
     'test_registry.py': 'unit',

@@ -5,7 +5,9 @@ before Paddle 3) + ``model.pdiparams`` for Paddle Inference, ``model.onnx``
 (paddle2onnx), and ``deploy.yaml`` naming the files written and the
 preprocessing.  ``python -m paddleseg_ctx.infer`` runs the result, and so do
 ``paddleseg.deploy.infer.DeployConfig`` + Paddle Inference, without the
-training code.
+training code.  ``--layout paddlex`` writes ``inference.json`` +
+``inference.pdiparams`` + ``inference.yml`` instead, the directory PaddleX
+3.x's semantic-segmentation predictor loads (``infer`` runs it too).
 """
 import os
 
@@ -14,7 +16,8 @@ from paddleseg.utils import logger
 from paddleseg_ctx.cli import common
 from paddleseg_ctx.config import ConfigError
 from paddleseg_ctx.deploy.config import Compose
-from paddleseg_ctx.deploy.export import FORMATS, export_model
+from paddleseg_ctx.deploy.export import (FORMATS, LAYOUTS, export_model,
+                                         paddlex_transforms)
 from paddleseg_ctx.errors import run
 from paddleseg_ctx.weights import load_trained_weights
 
@@ -53,6 +56,20 @@ def build_parser():
         default=11,
         help='ONNX opset; paddle2onnx raises it when an op needs a newer one. '
         'Default: 11.')
+    parser.add_argument(
+        '--layout',
+        default='paddleseg',
+        choices=sorted(LAYOUTS),
+        help='paddleseg: model.* + deploy.yaml (PaddleSeg 2.8); paddlex: '
+        'inference.* + inference.yml, for PaddleX 3.x (needs --output_op '
+        'argmax; the transforms must be Resize/ResizeByLong and Normalize). '
+        'Default: paddleseg.')
+    parser.add_argument(
+        '--paddlex_model_name',
+        help='Global.model_name of inference.yml (--layout paddlex). '
+        'Default: the model\'s type, e.g. CtxGINet, which PaddleX serves once '
+        'registered (see the README); a name from PaddleX\'s segmentation '
+        'model list is served without registration.')
     common.add_opts(parser)
     return parser
 
@@ -74,6 +91,11 @@ def deploy_transforms(cfg):
 def main(argv=None):
     parser = build_parser()
     args = common.parse_args(parser, argv)
+    if args.layout == 'paddlex' and args.output_op != 'argmax':
+        parser.error('--layout paddlex needs --output_op argmax: PaddleX '
+                     'reads the output as a label map.')
+    if args.paddlex_model_name and args.layout != 'paddlex':
+        parser.error('--paddlex_model_name applies to --layout paddlex only.')
     # Makes layers.SyncBatchNorm build plain BatchNorm2D (exportable).
     os.environ['PADDLESEG_EXPORT_STAGE'] = 'True'
     cfg, builder = common.load_config(parser, args)
@@ -85,11 +107,18 @@ def main(argv=None):
         logger.warning('python -m paddleseg_ctx.infer will not run this '
                        'export: {}'.format(err))
 
+    if args.layout == 'paddlex':
+        try:
+            paddlex_transforms(transforms, args.config)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+
     model = builder.model
     load_trained_weights(model, args.model_path)
     yaml_file = export_model(model, args.save_dir, transforms, args.format,
                              args.input_shape, args.output_op,
-                             args.opset_version)
+                             args.opset_version, layout=args.layout,
+                             model_name=args.paddlex_model_name)
     with open(yaml_file) as f:
         logger.info('Deploy information ({}):\n{}'.format(yaml_file, f.read()))
     logger.info('The inference model is saved in {}'.format(args.save_dir))

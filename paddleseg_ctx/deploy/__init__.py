@@ -23,7 +23,8 @@ import importlib
 
 _NAMES = {
     'export': ('OutputOp', 'to_static', 'save_inference_model',
-               'export_onnx', 'export_model', 'write_deploy_yaml'),
+               'export_onnx', 'export_model', 'write_deploy_yaml',
+               'paddlex_transforms'),
     'config': ('DeployConfig', 'find_model_file'),
     'backends': ('InferenceRunner', 'OnnxRunner', 'create_runner'),
 }

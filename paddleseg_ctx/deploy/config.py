@@ -23,6 +23,7 @@ _INTERP = {
     'NEAREST': cv2.INTER_NEAREST,
     'LINEAR': cv2.INTER_LINEAR,
     'CUBIC': cv2.INTER_CUBIC,
+    'BICUBIC': cv2.INTER_CUBIC,  # PaddleX's name (paddlex layout)
     'AREA': cv2.INTER_AREA,
     'LANCZOS4': cv2.INTER_LANCZOS4,
 }

@@ -3,9 +3,13 @@
 An exported directory holds ``model.json`` (``model.pdmodel`` before Paddle 3)
 + ``model.pdiparams`` and/or ``model.onnx``, and ``deploy.yaml`` naming them;
 it runs without paddleseg_ctx's training code (``paddleseg_ctx.infer``,
-or PaddleSeg's ``DeployConfig`` + Paddle Inference).  ONNX is converted by
-paddle2onnx from the saved program: ``paddle.onnx.export`` on the dygraph
-model fails for these models ("forward() requires x").
+or PaddleSeg's ``DeployConfig`` + Paddle Inference).  The ``paddlex`` layout
+names the same files ``inference.*`` and the yaml ``inference.yml``, with
+``Global.model_name`` and the preprocessing in the two transforms PaddleX
+3.x's semantic-segmentation predictor knows (:func:`paddlex_transforms`).
+ONNX is converted by paddle2onnx from the saved program:
+``paddle.onnx.export`` on the dygraph model fails for these models
+("forward() requires x").
 """
 import os
 import tempfile
@@ -17,10 +21,18 @@ import yaml
 from paddleseg_ctx.deploy.config import find_model_file
 from paddleseg_ctx.files import atomic_write
 
-__all__ = ['FORMATS', 'OutputOp', 'to_static', 'save_inference_model',
-           'export_onnx', 'export_model', 'write_deploy_yaml']
+__all__ = ['FORMATS', 'LAYOUTS', 'OutputOp', 'to_static',
+           'save_inference_model', 'export_onnx', 'export_model',
+           'write_deploy_yaml', 'paddlex_transforms']
 
 FORMATS = ('paddle', 'onnx', 'both')
+# Layout of an export directory: file prefix and yaml name.  'paddlex' is
+# what PaddleX 3.x's predictors load (PaddleSeg >= 2.9 writes it with
+# --for_fd): inference.json + inference.pdiparams + inference.yml.
+LAYOUTS = {
+    'paddleseg': ('model', 'deploy.yaml'),
+    'paddlex': ('inference', 'inference.yml'),
+}
 
 
 class OutputOp(paddle.nn.Layer):
@@ -66,13 +78,14 @@ def to_static(model, input_shape=None, output_op='argmax'):
 
 
 def save_inference_model(model, save_dir, input_shape=None,
-                         output_op='argmax'):
-    """Export ``model``; return ``(program_file, params_file)``."""
+                         output_op='argmax', prefix='model'):
+    """Export ``model`` to ``save_dir/<prefix>.*``; return
+    ``(program_file, params_file)``."""
     os.makedirs(save_dir, exist_ok=True)
     static = to_static(model, input_shape, output_op)
-    prefix = os.path.join(save_dir, 'model')
-    paddle.jit.save(static, prefix)
-    return find_model_file(save_dir), prefix + '.pdiparams'
+    paddle.jit.save(static, os.path.join(save_dir, prefix))
+    return (find_model_file(save_dir, prefix),
+            os.path.join(save_dir, prefix + '.pdiparams'))
 
 
 def _onnx_tools():
@@ -156,26 +169,129 @@ def _restore_program_attributes(onnx_model, model_file):
                 write(onnx_model.graph, node, values[int(name[3])])
 
 
+# PaddleX 3.x's SegPredictor (paddlex/inference/models/semantic_segmentation/
+# predictor.py) builds its preprocessing from `Deploy.transforms` with two
+# types only, and always runs: read as RGB uint8, Resize, Normalize, to CHW.
+# Its Resize defaults differ from PaddleSeg's (keep_ratio=True,
+# size_divisor=32), so every argument is written out; its Normalize computes
+# (x / 255 - mean) / std with 3-element mean and std.
+_RESIZE_DEFAULTS = {'target_size': [512, 512], 'keep_ratio': False,
+                    'size_divisor': None, 'interp': 'LINEAR'}
+# PaddleSeg's interpolation names and PaddleX's (cv2 backend) for each.
+_PADDLEX_INTERP = {'NEAREST': 'NEAREST', 'LINEAR': 'LINEAR',
+                   'CUBIC': 'BICUBIC', 'BICUBIC': 'BICUBIC', 'AREA': 'AREA',
+                   'LANCZOS4': 'LANCZOS4'}
+
+
+def _three(values, key, source):
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ValueError('{}: Normalize {} must have 1 or 3 values for '
+                         'PaddleX, got {!r}.'.format(source, key, values))
+    return [float(v) for v in values]
+
+
+def _paddlex_resize(config, source):
+    unknown = sorted(set(config) - set(_RESIZE_DEFAULTS))
+    if unknown:
+        raise ValueError('{}: Resize arguments {} have no PaddleX '
+                         'equivalent.'.format(source, unknown))
+    resize = dict(_RESIZE_DEFAULTS, **config)
+    if resize['interp'] not in _PADDLEX_INTERP:
+        raise ValueError(
+            '{}: Resize interp {!r} has no PaddleX equivalent; use one of '
+            '{}.'.format(source, resize['interp'], sorted(_PADDLEX_INTERP)))
+    return {'type': 'Resize',
+            'target_size': [int(v) for v in resize['target_size']],
+            'keep_ratio': bool(resize['keep_ratio']),
+            'size_divisor': resize['size_divisor'],
+            'interp': _PADDLEX_INTERP[resize['interp']]}
+
+
+def paddlex_transforms(transforms, source):
+    """``transforms`` (PaddleSeg configs) as PaddleX's ``Deploy.transforms``.
+
+    PaddleX's segmentation predictor knows ``Resize`` and ``Normalize`` only
+    and applies at most one of each, resize first.  ``Resize`` is written
+    with all its arguments, ``ResizeByLong`` as a keep-ratio ``Resize`` into
+    a square of its long side (the same size: both round ``side * scale``),
+    ``Normalize`` with 3-element mean and std; a config without
+    ``Normalize`` gets mean 0 and std 1/255 (raw pixel values).  Resize and
+    Normalize commute (a bilinear resize is a weighted mean), so their order
+    in the config does not matter.
+
+    Args:
+        transforms (list[dict]): PaddleSeg transform configs.
+        source (str): Where they come from, for error messages.
+
+    Returns:
+        list[dict]: ``[Resize, Normalize]`` or ``[Normalize]``.
+
+    Raises:
+        ValueError: A transform PaddleX cannot express, naming it.
+    """
+    resizes, normalizes = [], []
+    for config in transforms:
+        config = dict(config)
+        name = config.pop('type', None)
+        if name == 'Resize':
+            resizes.append(_paddlex_resize(config, source))
+        elif name == 'ResizeByLong' and set(config) == {'long_size'}:
+            side = int(config['long_size'])
+            resizes.append(_paddlex_resize(
+                {'target_size': [side, side], 'keep_ratio': True}, source))
+        elif name == 'Normalize':
+            normalizes.append({
+                'type': 'Normalize',
+                'mean': _three(config.pop('mean', 0.5), 'mean', source),
+                'std': _three(config.pop('std', 0.5), 'std', source)})
+            if config:
+                raise ValueError('{}: Normalize arguments {} have no PaddleX '
+                                 'equivalent.'.format(source, sorted(config)))
+        else:
+            raise ValueError(
+                '{}: transform {!r} cannot be written for PaddleX, whose '
+                'segmentation predictor knows only Resize (target_size, '
+                'keep_ratio, size_divisor, interp) and Normalize (mean, std); '
+                'export with the default --layout paddleseg, or change the '
+                'config\'s export.transforms.'.format(source, name))
+    if len(resizes) > 1 or len(normalizes) > 1:
+        raise ValueError('{}: PaddleX applies one Resize and one Normalize; '
+                         'the transforms have {} resizes and {} Normalize.'
+                         .format(source, len(resizes), len(normalizes)))
+    if not normalizes:
+        normalizes = [{'type': 'Normalize', 'mean': [0.0] * 3,
+                       'std': [1 / 255.0] * 3}]
+    return resizes + normalizes
+
+
 def write_deploy_yaml(save_dir, transforms, model_file=None,
                       params_file=None, onnx_file=None, input_shape=None,
-                      output_op='argmax'):
-    """Write ``deploy.yaml`` for the files exported to ``save_dir``.
+                      output_op='argmax', layout='paddleseg', model_name=None):
+    """Write ``deploy.yaml`` (``inference.yml`` in the paddlex layout) for
+    the files exported to ``save_dir``.
 
     PaddleSeg's ``DeployConfig`` reads it (``Deploy.model``/``params``/
     ``transforms``); ``Deploy.model`` names the program file really written
     (``model.json`` under Paddle 3, where PaddleSeg 2.8 writes
     ``model.pdmodel``), and ``Deploy.onnx`` the ONNX model.  Keys of a format
-    that was not exported are left out.
+    that was not exported are left out.  The paddlex layout adds
+    ``Global.model_name``, which PaddleX uses to pick its predictor.
 
     Args:
         save_dir (str): Export directory.
-        transforms (list[dict]): Preprocessing, PaddleSeg transform configs.
+        transforms (list[dict]): Preprocessing, PaddleSeg transform configs
+            (in the paddlex layout, already :func:`paddlex_transforms`).
         model_file, params_file, onnx_file (str|None): Files written.
         input_shape (list|None): Fixed input shape, None for dynamic.
         output_op (str): 'argmax', 'softmax' or 'none'.
+        layout (str): A key of :data:`LAYOUTS`.
+        model_name (str|None): ``Global.model_name`` (paddlex layout).
 
     Returns:
-        str: Path of ``deploy.yaml``.
+        str: Path of the yaml file.
     """
     deploy = {}
     for key, path in (('model', model_file), ('params', params_file),
@@ -188,18 +304,22 @@ def write_deploy_yaml(save_dir, transforms, model_file=None,
         'output_op': output_op,
         'output_dtype': 'int32' if output_op == 'argmax' else 'float32',
     })
-    path = os.path.join(save_dir, 'deploy.yaml')
+    content = {'Deploy': deploy}
+    if layout == 'paddlex':
+        content['Global'] = {'model_name': model_name}
+    path = os.path.join(save_dir, LAYOUTS[layout][1])
 
     def write(tmp):
         with open(tmp, 'w') as f:
-            yaml.safe_dump({'Deploy': deploy}, f, sort_keys=False)
+            yaml.safe_dump(content, f, sort_keys=False)
 
     atomic_write(path, write)
     return path
 
 
 def export_model(model, save_dir, transforms, formats='paddle',
-                 input_shape=None, output_op='argmax', opset_version=11):
+                 input_shape=None, output_op='argmax', opset_version=11,
+                 layout='paddleseg', model_name=None):
     """Export ``model`` to ``save_dir`` and write its ``deploy.yaml``.
 
     Args:
@@ -211,26 +331,44 @@ def export_model(model, save_dir, transforms, formats='paddle',
         input_shape (list|None): Fixed ``[N, 3, H, W]``; None for dynamic.
         output_op (str): 'argmax', 'softmax' or 'none'.
         opset_version (int): ONNX opset (paddle2onnx raises it if needed).
+        layout (str): 'paddleseg' (``model.*`` + ``deploy.yaml``) or
+            'paddlex' (``inference.*`` + ``inference.yml``, for PaddleX 3.x;
+            needs output_op 'argmax').
+        model_name (str|None): ``Global.model_name`` of the paddlex layout;
+            None: the model's class name.
 
     Returns:
-        str: Path of ``deploy.yaml``.
+        str: Path of the yaml file.
     """
     if formats not in FORMATS:
         raise ValueError('formats must be one of {}, got {!r}'.format(
             FORMATS, formats))
+    if layout not in LAYOUTS:
+        raise ValueError('layout must be one of {}, got {!r}'.format(
+            sorted(LAYOUTS), layout))
+    if layout == 'paddlex':
+        if output_op != 'argmax':
+            raise ValueError(
+                'The paddlex layout needs output_op argmax: PaddleX\'s '
+                'segmentation predictor reads the output as a label map '
+                '(got {!r}).'.format(output_op))
+        transforms = paddlex_transforms(transforms, 'the export transforms')
+        model_name = model_name or type(model).__name__
     if formats != 'paddle':
         _onnx_tools()  # fail before the slow part
     os.makedirs(save_dir, exist_ok=True)
+    prefix = LAYOUTS[layout][0]
     files = {}
     with tempfile.TemporaryDirectory() as tmp:
         paddle_dir = tmp if formats == 'onnx' else save_dir
         model_file, params_file = save_inference_model(
-            model, paddle_dir, input_shape, output_op)
+            model, paddle_dir, input_shape, output_op, prefix)
         if formats != 'onnx':
             files.update(model_file=model_file, params_file=params_file)
         if formats != 'paddle':
             files['onnx_file'] = export_onnx(
-                model_file, params_file, os.path.join(save_dir, 'model.onnx'),
-                opset_version)
+                model_file, params_file,
+                os.path.join(save_dir, prefix + '.onnx'), opset_version)
     return write_deploy_yaml(save_dir, transforms, input_shape=input_shape,
-                             output_op=output_op, **files)
+                             output_op=output_op, layout=layout,
+                             model_name=model_name, **files)
