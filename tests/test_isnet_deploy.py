@@ -3,7 +3,11 @@
 ISNet's semantic-level context takes the argmax of its stage-1 logits: a
 backend that sums in another order can rank a near-tie the other way, and the
 pixel then takes another class centre (issue 21).  Random weights leave many
-near-ties; this checks the weights users deploy, trained ones.
+near-ties; this checks the weights users deploy, trained ones.  Measured on
+the models trained here: the smallest stage-1 gap between the two best
+classes is about 1e-3 of the largest logit, a thousand times the backends'
+stage-1 error (at most 1.3e-6, oneDNN); with random weights it is 1 to 20
+times (ResNet-50, 150 classes: 4.6e-6 against 3.7e-6).
 
 Each light ISNet form of the family table (plain and LIP) trains for a few
 hundred iterations through PaddleSeg's loop (``paddleseg_ctx.train``) on the
