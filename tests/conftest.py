@@ -48,6 +48,7 @@ SUITES = {
     'test_install.py': 'integration',
     'test_isanet.py': 'parity',
     'test_isnet.py': 'parity',
+    'test_isnet_deploy.py': 'integration',
     'test_losses.py': 'unit',
     'test_mkl_dispatch.py': 'unit',
     'test_mmseg_parity.py': 'parity',
