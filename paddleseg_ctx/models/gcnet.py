@@ -23,7 +23,7 @@ from paddleseg_ctx.models.base import ContextSegModel
 from paddleseg_ctx.models.heads import (AUX_LAYER, cast, conv_bn_act,
                                         dropout_layer, fcn_head, fill,
                                         float32_island, init_mmseg_head,
-                                        kaiming_normal)
+                                        kaiming_normal, widen)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGCNet', 'GCNetHead', 'GlobalContextBlock']
@@ -159,14 +159,14 @@ class GlobalContextBlock(nn.Layer):
         mask = self.conv_mask(x).flatten(2)
         with float32_island():
             # [N, 1, HW] attention over positions; context = x @ attention^T.
-            attention = F.softmax(cast(mask, paddle.float32), axis=-1)
+            attention = F.softmax(widen(mask), axis=-1)
             context = paddle.matmul(
-                cast(x, paddle.float32).flatten(2), attention,
+                widen(x).flatten(2), attention,
                 transpose_y=True)
         conv_in, norm, relu, conv_out = self.channel_add_conv
         y = conv_in(cast(context, x.dtype).unsqueeze(-1))
         with float32_island():
-            y = norm(cast(y, paddle.float32))
+            y = norm(widen(y))
         return x + conv_out(relu(cast(y, x.dtype)))
 
     def init_mmcv(self):

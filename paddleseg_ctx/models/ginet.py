@@ -13,7 +13,7 @@ from paddleseg.models import layers
 
 from paddleseg_ctx.models.base import ContextSegModel
 from paddleseg_ctx.models.heads import (AUX_LAYER, cast, conv_bn_act,
-                                        fcn_head, float32_island)
+                                        fcn_head, float32_island, widen)
 from paddleseg_ctx.registry import register
 
 __all__ = ['CtxGINet', 'GIHead', 'GlobalReasonUnit']
@@ -145,7 +145,7 @@ class GlobalReasonUnit(nn.Layer):
         area = (size[2] * size[3]).astype('float32')
         with float32_island():
             nodes = paddle.matmul(
-                cast(feats, paddle.float32), cast(proj, paddle.float32),
+                widen(feats), widen(proj),
                 transpose_y=True) / area
         nodes = self.graph(class_nodes, cast(nodes, feats.dtype))
         y = paddle.matmul(nodes, proj).reshape([0, 0, size[2], size[3]])
@@ -214,7 +214,7 @@ class GraphTransfer(nn.Layer):
         key = self.key_conv(vis_nodes)
         with float32_island():
             energy = paddle.matmul(  # [N, K, NUM_NODE]
-                cast(query, paddle.float32), cast(key, paddle.float32),
+                widen(query), widen(key),
                 transpose_x=True)
             attention = F.softmax(energy, axis=1)  # over the classes
         value = self.value_conv_word(class_nodes)

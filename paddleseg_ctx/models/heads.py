@@ -15,7 +15,7 @@ from paddleseg.models import layers
 
 __all__ = ['AUX_LAYER', 'AttentionBlock', 'attend', 'cast', 'conv_bn_act',
            'dropout_layer', 'fcn_head', 'fill', 'float32_island',
-           'init_mmseg_head', 'kaiming_normal']
+           'init_mmseg_head', 'kaiming_normal', 'widen']
 
 # Sublayer names of PaddleSeg's ``AuxLayer`` (keys ``conv_bn_relu.*``,
 # ``conv.*``), for :func:`fcn_head`.
@@ -147,8 +147,8 @@ def attend(query, key, value, scale):
     size = paddle.shape(query)
     with float32_island():
         sim = paddle.matmul(  # [N, HWq, HWk]
-            (cast(query, paddle.float32) * scale).flatten(2),
-            cast(key, paddle.float32).flatten(2),
+            (widen(query) * scale).flatten(2),
+            widen(key).flatten(2),
             transpose_x=True)
         attention = F.softmax(sim, axis=-1)
     context = paddle.matmul(  # [N, Cv, HWq]
@@ -179,6 +179,15 @@ class float32_island:  # noqa: N801  (used like a function: ``with``)
     def __exit__(self, *exc_info):
         self._off.__exit__(*exc_info)
         amp_global_state().amp_dtype = self._amp_dtype
+
+
+def widen(x):
+    """``x`` in float32 where it is in half precision (float16, bfloat16),
+    else ``x`` itself (float32 and float64 stay as they are): the input of a
+    float32 island."""
+    if x.dtype in (paddle.float16, paddle.bfloat16):
+        return x.astype(paddle.float32)
+    return x
 
 
 def cast(x, dtype):

@@ -16,7 +16,7 @@ from paddleseg.cvlibs import manager
 
 from paddleseg_ctx.models.base import ContextSegModel
 from paddleseg_ctx.models.heads import (AttentionBlock, cast, conv_bn_act,
-                                        fcn_head, float32_island)
+                                        fcn_head, float32_island, widen)
 from paddleseg_ctx.registry import register
 
 __all__ = [
@@ -180,8 +180,7 @@ def semantic_centres(feats, logits):
     positions; :func:`heads.float32_island`), returned in ``feats``' dtype.
     """
     with float32_island():
-        centres = class_centres(cast(feats, paddle.float32),
-                                cast(logits, paddle.float32))
+        centres = class_centres(widen(feats), widen(logits))
     return cast(centres, feats.dtype)
 
 
