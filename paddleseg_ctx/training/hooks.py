@@ -123,8 +123,9 @@ class TrainingRun:
     Args:
         model (nn.Layer): The model given to ``train``.
         save_dir (str): ``save_dir`` given to ``train``.
-        seed (int|None): Run seed (``--seed``); random if None.  A resumed
-            run continues with its checkpoint's seed.
+        seed (int|None): Run seed (``--seed``); random if None (rank 0's
+            draw, with several processes).  A resumed run continues with its
+            checkpoint's seed.
         keep_checkpoint_max (int): Keep this many latest complete ``iter_N``
             checkpoints (0: all).  Pass 0 to ``train`` itself.
         vdl_samples (int): Validation samples shown in VisualDL.
@@ -406,14 +407,17 @@ class TrainingRun:
             return ranks[self.local_rank]
         if self.nranks > 1 or ranks is not None:
             logger.warning(
-                '{} holds the random state of {} process(es), this run has '
-                '{}: every process continues from rank 0\'s, so dropout and '
-                'other random draws do not continue as they would have.'
-                .format(path, len(ranks) if ranks is not None else 'only '
-                        'rank 0 of its', self.nranks))
+                '{} holds the random state of {}, this run has {} '
+                'process(es): every process continues from rank 0\'s, so '
+                'dropout and other random draws do not continue as they would '
+                'have.'.format(path, '{} process(es)'.format(len(ranks))
+                               if ranks is not None else
+                               'rank 0 only (an older checkpoint)',
+                               self.nranks))
         return state['rng']
 
-    def _sampler(self, dataset, *args, **kwargs):
+    def _sampler(self, dataset, batch_size, num_replicas=None, rank=None,
+                 shuffle=False, drop_last=False):
         """``paddle.io.DistributedBatchSampler`` as the loop creates it;
         for the training set, after the ranks agree on rank 0's run seed."""
         if dataset is self.data:
@@ -423,7 +427,9 @@ class TrainingRun:
                 self.seed = dataset.seed = seed[0]
             logger.info('Run seed (data order and augmentations): {}'.format(
                 self.seed))
-        return ResumableBatchSampler(dataset, *args, **kwargs)
+        return ResumableBatchSampler(
+            dataset, batch_size=batch_size, num_replicas=num_replicas,
+            rank=rank, shuffle=shuffle, drop_last=drop_last)
 
     def _wrap_init_ema(self, init_ema_params):
         def init(ema_model, model):
