@@ -2,7 +2,8 @@
 through ``paddleseg_ctx.train``: a SIGKILLed and resumed run ends with the
 weights of the uninterrupted one, the ranks stay in step and share one run
 seed, a NaN on one rank stops both with one message, and every family of
-the zoo trains on two ranks.
+the zoo trains on two ranks; a checkpoint of another process count resumes
+with rank 0's random state and a warning.
 
 Each rank runs ``tests/rank_process.py``, which starts every rank from its
 own random state and its own would-be run seed, both repeatable: a rank that
@@ -19,11 +20,13 @@ import time
 import numpy as np
 import paddle
 import pytest
+from paddleseg.utils import logger
 
 import training_runs as runs
 from cli_utils import make_data, write_config
 from paddleseg_ctx.testing.families import FAMILIES, light_config
 from paddleseg_ctx.training.checkpoints import complete_checkpoints, read_state
+from paddleseg_ctx.training.hooks import TrainingRun
 
 HERE = pathlib.Path(__file__).resolve().parent
 RANK_PROCESS = str(HERE / 'rank_process.py')
@@ -227,3 +230,24 @@ def write_config_dataset(data):
     return {'type': 'Dataset', 'dataset_root': data['dataset_root'],
             'train_path': data['train_path'],
             'num_classes': data['num_classes'], 'mode': 'train'}
+
+
+# -- a checkpoint of another process count ------------------------------------
+
+def test_a_checkpoint_of_another_process_count_restores_rank_0s_state(
+        monkeypatch):
+    run = TrainingRun(paddle.nn.Linear(2, 2), 'unused', seed=0)  # one process
+    ranks = [{'rank': 0}, {'rank': 1}]
+    warnings = []
+    monkeypatch.setattr(logger, 'warning', warnings.append)
+    restored = run._own_rng_state('iter_4', {'rng': ranks[0],
+                                             'rng_ranks': ranks})
+    assert restored is ranks[0] and warnings == [
+        'iter_4 holds the random state of 2 process(es), this run has 1 '
+        'process(es): every process continues from rank 0\'s, so dropout '
+        'and other random draws do not continue as they would have.']
+    warnings.clear()
+    assert run._own_rng_state('iter_4', {'rng': ranks[0],
+                                         'rng_ranks': ranks[:1]}) is ranks[0]
+    assert run._own_rng_state('iter_4', {'rng': ranks[1]}) is ranks[1]
+    assert warnings == []  # one process, a checkpoint of one (or older)
