@@ -57,6 +57,7 @@ SUITES = {
     'test_paddlex_export.py': 'integration',
     'test_pretrained.py': 'unit',
     'test_protocols.py': 'parity',
+    'test_ranks.py': 'integration',
     'test_registry.py': 'unit',
     'test_reproduce.py': 'integration',
     'test_safe_load.py': 'integration',

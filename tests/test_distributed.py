@@ -3,7 +3,8 @@
 On a CPU-only Paddle build ``launch --nproc_per_node 2`` starts two processes
 with ``PADDLE_DISTRI_BACKEND=gloo``; PaddleSeg's ``core.train`` then wraps the
 model with ``fleet.distributed_model``.  Each rank saves its own weights
-(``--save_rank_weights``) so the test can compare them.
+(``--save_rank_weights``) so the test can compare them.  Our models on two
+ranks (resume, NaN stop, every family): tests/test_ranks.py.
 """
 import sys
 

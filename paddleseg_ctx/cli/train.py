@@ -12,7 +12,9 @@ gradient accumulation or a larger per-process batch
 (``--keep_total_batch``, ``paddleseg_ctx.training.accumulate``).
 
 Multi-process data parallel: ``launch`` runs an executable, not ``-m``, so
-pass the interpreter (on a CPU-only Paddle build it picks the gloo backend)::
+pass the interpreter (on a CPU-only Paddle build it picks the gloo backend);
+every rank shares the run seed, saves and restores its own random state and
+stops with the others (``paddleseg_ctx.training.hooks``)::
 
     python -m paddle.distributed.launch --nproc_per_node 2 \\
         $(which python) -m paddleseg_ctx.train --config x.yml --device cpu
@@ -111,7 +113,13 @@ def build_parser():
         'kept apart. Default: 5.')
 
     other = parser.add_argument_group('other')
-    other.add_argument('--seed', type=int, help='Random seed.')
+    other.add_argument(
+        '--seed',
+        type=int,
+        help='Random seed: seeds Python, numpy and Paddle in every process, '
+        'and is the run seed of the data order and augmentations. Without '
+        'it, rank 0 draws the run seed and every process uses it. A resumed '
+        'run keeps its checkpoint\'s.')
     other.add_argument(
         '--precision',
         default='fp32',

@@ -6,16 +6,18 @@ to VisualDL, without copying the loop.
 calls (each a revertible ``compat.Fix``):
 
 * ``resume``: checks the checkpoint, restores weights, optimizer (with the
-  learning-rate schedule), iteration, run seed, best-model record, and the
-  random state, which is set back right before the first step;
+  learning-rate schedule), iteration, run seed, best-model record, and this
+  process's random state, which is set back right before the first step;
 * ``paddle.io.DistributedBatchSampler``: starts at the resumed iteration and
-  seeds every sample (``training.data``);
+  seeds every sample (``training.data``); with several processes, rank 0's
+  run seed becomes every rank's (the loop has set up the ranks by then);
 * ``paddle.save``: every file atomic; a checkpoint is completed by its state
   file once the loop moves on to the next step (after all of PaddleSeg's
   writes for it); ``best_model/`` follows our record, which survives resumes;
   weights with NaN/inf are never saved;
 * ``evaluate``: remembers mIoU and per-class IoU, logs them and sample images;
-* ``loss_computation`` (and a model's own): stops at the first non-finite loss;
+* ``loss_computation`` (and a model's own): stops at the first non-finite loss
+  of any rank;
 * ``init_ema_params``: restores the EMA weights on resume;
 * ``paddle.amp.GradScaler``: restores the fp16 loss scaling on resume;
 * ``visualdl.LogWriter``: continues the run's log after a resume;
@@ -25,6 +27,16 @@ calls (each a revertible ``compat.Fix``):
 A forward pre-hook on the model marks each training step.  Retention of
 ``iter_N`` checkpoints (``keep_checkpoint_max``) is done here, after a newer
 checkpoint is complete, so PaddleSeg's own must be off (``0``).
+
+Several processes (``paddle.distributed.launch``): PaddleSeg saves from rank 0
+only.  At every step boundary (the pre-hook, and the end of ``train``) rank 0
+tells the others whether it wrote a checkpoint during the last step; if so,
+every rank's random state (Python, numpy, Paddle's CPU generator and its own
+device's) is gathered into the one state file, and each rank restores its own
+on resume.  Weights with NaN/inf found at a save stop every rank at that
+boundary with the same message; a non-finite loss on any rank stops all of
+them at that step (the losses are gathered).  No rank is left waiting in a
+collective.
 """
 import contextlib
 import importlib
@@ -111,8 +123,9 @@ class TrainingRun:
     Args:
         model (nn.Layer): The model given to ``train``.
         save_dir (str): ``save_dir`` given to ``train``.
-        seed (int|None): Run seed (``--seed``); random if None.  A resumed
-            run continues with its checkpoint's seed.
+        seed (int|None): Run seed (``--seed``); random if None (rank 0's
+            draw, with several processes).  A resumed run continues with its
+            checkpoint's seed.
         keep_checkpoint_max (int): Keep this many latest complete ``iter_N``
             checkpoints (0: all).  Pass 0 to ``train`` itself.
         vdl_samples (int): Validation samples shown in VisualDL.
@@ -128,7 +141,7 @@ class TrainingRun:
         self.keep_checkpoint_max = keep_checkpoint_max
         self.vdl_samples = vdl_samples
         env = paddle.distributed.ParallelEnv()
-        self.nranks, self.local_rank = env.nranks, env.local_rank
+        self.nranks, self.local_rank = env.nranks, env.local_rank  # local_rank: the rank among all processes
         self.data = None
         self.iter = 0
         self.start_iter = 0
@@ -140,6 +153,7 @@ class TrainingRun:
         self.best = {}  # 'model'/'ema' -> {'iter', 'mIoU', 'Acc', 'class_IoU'}
         self.last_eval = {}  # same, of the latest evaluation
         self._restore = None  # random state to set before the next step
+        self._stop = None  # rank 0: message that stops every rank at the next step boundary
         self._scaler_state = None  # GradScaler state to resume
         self._open = None  # iter_N directory being written
 
@@ -158,8 +172,7 @@ class TrainingRun:
         handle = self.model.register_forward_pre_hook(self._before_step)
         try:
             yield self
-            if self._open is not None:  # the last checkpoint
-                self._complete_checkpoint()
+            self._step_boundary()  # completes the last checkpoint
         finally:
             handle.remove()
             for fix in reversed(fixes):
@@ -176,8 +189,9 @@ class TrainingRun:
         fixes = [
             fix('resume', 'resume everything, with clear errors',
                 _train_module, 'resume', lambda _: self._resume),
-            fix('sampler', 'resumable data order, per-sample seeds', paddle.io,
-                'DistributedBatchSampler', lambda _: ResumableBatchSampler),
+            fix('sampler', 'resumable data order, per-sample seeds, one run '
+                'seed on all ranks', paddle.io, 'DistributedBatchSampler',
+                lambda _: self._sampler),
             fix('save', 'atomic checkpoints, best model by our record', paddle,
                 'save', self._wrap_save),
             fix('evaluate', 'per-class IoU and images, best-model record',
@@ -203,18 +217,51 @@ class TrainingRun:
     def _before_step(self, layer, inputs):
         if not layer.training:  # evaluation, FLOPs count
             return None
-        if self._open is not None:
-            self._complete_checkpoint()
+        self._step_boundary()
         if self._restore is not None:
             set_rng_state(self._restore)
             self._restore = None
         self.iter += 1
         return None
 
-    def _complete_checkpoint(self):
-        """Write the state file of the checkpoint written during the last
-        step; then apply ``keep_checkpoint_max``."""
-        path, self._open = self._open, None
+    def _step_boundary(self):
+        """Before each training step and after the last, on every rank:
+        stop every rank if rank 0 found NaN/inf weights at its last save,
+        else complete the checkpoint rank 0 wrote during the last step."""
+        # 0: nothing, 1: a checkpoint to complete, 2: stop (rank 0's view)
+        news = 2 if self._stop else int(self._open is not None)
+        if self.nranks > 1:
+            flag = paddle.to_tensor([news])
+            paddle.distributed.broadcast(flag, src=0)
+            news = int(flag.item())
+        if news == 2:
+            message = [self._stop]
+            if self.nranks > 1:
+                paddle.distributed.broadcast_object_list(message, src=0)
+            raise TrainingStopped(message[0])
+        if news == 1:
+            states, path = [rng_state()], [self._open]
+            if self.nranks > 1:
+                states = []
+                paddle.distributed.all_gather_object(states, rng_state())
+                paddle.distributed.broadcast_object_list(path, src=0)
+            self._complete_checkpoint(path[0], states)
+
+    def _complete_checkpoint(self, path, rng_states):
+        """Rank 0: write the state file of the checkpoint ``path`` written
+        during the last step, with the random state of every rank
+        (``rng_states``, by rank).  Every rank: note it as the latest, and
+        apply ``keep_checkpoint_max`` (rank 0 deletes)."""
+        self._open = None
+        if self.local_rank == 0:
+            self._write_state(path, rng_states)
+        self.checkpoints = [p for p in self.checkpoints if p != path] + [path]
+        while 0 < self.keep_checkpoint_max < len(self.checkpoints):
+            old = self.checkpoints.pop(0)
+            if self.local_rank == 0:
+                remove_checkpoint(old)
+
+    def _write_state(self, path, rng_states):
         if self.writer is not None:
             with contextlib.suppress(OSError):  # closed at the end of train()
                 self.writer.flush()  # its records up to this step are kept on resume
@@ -223,13 +270,11 @@ class TrainingRun:
             'seed': self.seed,
             'batches_per_epoch': self.data and self.data.batches_per_epoch,
             'best': self.best,
-            'rng': rng_state(),
+            'rng': rng_states[0],  # rank 0's, as before there were 'rng_ranks'
+            'rng_ranks': rng_states,
             'grad_scaler': self.scaler and self.scaler.state_dict(),
             'paddleseg_ctx': __version__,
         })
-        self.checkpoints = [p for p in self.checkpoints if p != path] + [path]
-        while 0 < self.keep_checkpoint_max < len(self.checkpoints):
-            remove_checkpoint(self.checkpoints.pop(0))
 
     def _kind(self, path):
         """'checkpoint' for save_dir/iter_N/*, 'model' or 'ema' for the best
@@ -249,8 +294,11 @@ class TrainingRun:
                 return save(obj, path, *args, **kwargs)
             path = os.path.abspath(path)
             kind = self._kind(path)
+            if kind is not None and self._stop:  # nothing more of this run
+                return None
             if kind == 'checkpoint':
-                self._begin_checkpoint(path, obj)
+                if not self._begin_checkpoint(path, obj):
+                    return None
             elif kind is not None and not self._is_new_best(kind):
                 return None
             atomic_write(path, lambda tmp: save(obj, tmp, *args, **kwargs), fsync=True)
@@ -261,18 +309,28 @@ class TrainingRun:
         return atomic_save
 
     def _begin_checkpoint(self, path, obj):
+        """Open (or go on writing) the checkpoint of ``path``; False (and
+        the checkpoint removed) if ``obj`` is weights with NaN/inf."""
         directory, name = os.path.split(path)
         if name in (MODEL_FILE, EMA_FILE):
             bad = _nonfinite(obj)
             if bad:
+                if self._open == directory:  # the model's file, then the EMA's
+                    self._open = None
+                    clear_checkpoint(directory)
                 with contextlib.suppress(OSError):
-                    os.rmdir(directory)  # created empty by the loop
-                raise TrainingStopped(self._stop_message(
+                    os.rmdir(directory)  # created by the loop
+                message = self._stop_message(
                     'The weights became NaN or inf ({} tensors, e.g. {})'
-                    .format(len(bad), bad[0])))
+                    .format(len(bad), bad[0]))
+                if self.nranks == 1:
+                    raise TrainingStopped(message)
+                self._stop = message  # the other ranks learn it at the next step boundary
+                return False
         if self._open != directory:
             clear_checkpoint(directory)  # left over from an earlier run
             self._open = directory
+        return True
 
     def _is_new_best(self, which):
         """PaddleSeg asks to save the best model whenever the mIoU beats its
@@ -328,7 +386,7 @@ class TrainingRun:
                                'seed ({}).'.format(self.requested_seed,
                                                    state['seed']))
             self.seed, self.best = state['seed'], state['best']
-            self._restore = state['rng']
+            self._restore = self._own_rng_state(path, state)
             self._scaler_state = state.get('grad_scaler')
             if self.data is not None:
                 self.data.seed = state['seed']
@@ -340,6 +398,38 @@ class TrainingRun:
         self.checkpoints = [p for n, p in complete_checkpoints(self.save_dir)
                             if n <= start]
         return start
+
+    def _own_rng_state(self, path, state):
+        """This rank's random state in ``state`` (rank 0's, with a warning,
+        if the checkpoint was written by another number of processes)."""
+        ranks = state.get('rng_ranks')
+        if ranks is not None and len(ranks) == self.nranks:
+            return ranks[self.local_rank]
+        if self.nranks > 1 or ranks is not None:
+            logger.warning(
+                '{} holds the random state of {}, this run has {} '
+                'process(es): every process continues from rank 0\'s, so '
+                'dropout and other random draws do not continue as they would '
+                'have.'.format(path, '{} process(es)'.format(len(ranks))
+                               if ranks is not None else
+                               'rank 0 only (an older checkpoint)',
+                               self.nranks))
+        return state['rng']
+
+    def _sampler(self, dataset, batch_size, num_replicas=None, rank=None,
+                 shuffle=False, drop_last=False):
+        """``paddle.io.DistributedBatchSampler`` as the loop creates it;
+        for the training set, after the ranks agree on rank 0's run seed."""
+        if dataset is self.data:
+            if self.nranks > 1:
+                seed = [self.seed]
+                paddle.distributed.broadcast_object_list(seed, src=0)
+                self.seed = dataset.seed = seed[0]
+            logger.info('Run seed (data order and augmentations): {}'.format(
+                self.seed))
+        return ResumableBatchSampler(
+            dataset, batch_size=batch_size, num_replicas=num_replicas,
+            rank=rank, shuffle=shuffle, drop_last=drop_last)
 
     def _wrap_init_ema(self, init_ema_params):
         def init(ema_model, model):
@@ -394,16 +484,19 @@ class TrainingRun:
     def _check_loss(self, losses):
         values = [float(loss.item()) if isinstance(loss, paddle.Tensor) else
                   float(loss) for loss in losses]
-        bad = not all(math.isfinite(v) for v in values)
-        if self.nranks > 1:  # every rank must stop at the same step
-            flag = paddle.to_tensor([int(bad)])
-            paddle.distributed.all_reduce(flag, op=paddle.distributed.ReduceOp.MAX)
-            bad = bool(flag.item())
-        if bad:
-            raise TrainingStopped(self._stop_message(
-                'The loss became {} (loss terms: {})'.format(
-                    'NaN' if any(math.isnan(v) for v in values) else 'inf',
-                    ', '.join('{:.4g}'.format(v) for v in values))))
+        by_rank = [values]
+        if self.nranks > 1:  # every rank stops at the same step, with the same message
+            gathered = []
+            paddle.distributed.all_gather(
+                gathered, paddle.to_tensor(values, dtype='float64'))
+            by_rank = [t.numpy().tolist() for t in gathered]
+        for rank, terms in enumerate(by_rank):
+            if not all(math.isfinite(v) for v in terms):
+                raise TrainingStopped(self._stop_message(
+                    'The loss became {}{} (loss terms: {})'.format(
+                        'NaN' if any(math.isnan(v) for v in terms) else 'inf',
+                        ' on rank {}'.format(rank) if self.nranks > 1 else '',
+                        ', '.join('{:.4g}'.format(v) for v in terms))))
 
     def _stop_message(self, what):
         last = self.checkpoints[-1] if self.checkpoints else self.resumed_from
