@@ -6,6 +6,7 @@ converts a PyTorch checkpoint on first use (``conversion``) and loads the
 result, requiring every key and shape to match the model.  The modules, each
 importing only those before it:
 
+* ``pickled_data``: the globals of plain data both restricted readers allow;
 * ``paddle_file``: the restricted reader of the files ``paddle.save`` writes
   (:func:`read_pickle`, :func:`load_paddle_file`: nothing in a file is ever
   run), :func:`read_paddle_state_dict` (a ``.pdparams`` file) and

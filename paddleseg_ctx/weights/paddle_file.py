@@ -39,6 +39,7 @@ import numpy as np
 import paddle
 
 from paddleseg_ctx.errors import WeightsError
+from paddleseg_ctx.weights.pickled_data import data_globals
 
 __all__ = ['read_pickle', 'load_paddle_file', 'read_paddle_state_dict',
            'restricted_paddle_load', 'check_state_dict', 'ALLOWED_GLOBALS']
@@ -77,22 +78,13 @@ def _encode(text, encoding='latin1'):
 
 
 ALLOWED_GLOBALS = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
+    **data_globals(_encode),
     ('builtins', 'tuple'): tuple,
     ('builtins', 'list'): list,
     ('builtins', 'dict'): dict,
-    ('builtins', 'set'): set,
-    ('builtins', 'frozenset'): frozenset,
-    ('builtins', 'complex'): complex,
     ('builtins', 'eval'): _dense_tensor,
-    ('_codecs', 'encode'): _encode,
-    ('numpy', 'ndarray'): np.ndarray,
-    ('numpy', 'dtype'): np.dtype,
     GENERATOR_STATE: None,  # resolved on first use (see _Unpickler.find_class)
 }
-for _numpy_core in ('numpy.core.multiarray', 'numpy._core.multiarray'):  # numpy 1 / 2 files
-    ALLOWED_GLOBALS[(_numpy_core, '_reconstruct')] = np.core.multiarray._reconstruct
-    ALLOWED_GLOBALS[(_numpy_core, 'scalar')] = np.core.multiarray.scalar
 
 # What the allowed globals can build, besides the pickle's own literals.
 _DATA_TYPES = (str, bytes, bytearray, int, float, complex, bool, type(None), np.generic,

@@ -30,7 +30,6 @@ BFloat16 becomes float32 (numpy has no bfloat16).  Only little-endian files
 are supported (every file torch writes on x86/ARM machines).
 """
 import _compat_pickle
-import collections
 import copyreg
 import os
 import pickle
@@ -39,6 +38,7 @@ import zipfile
 import numpy as np
 
 from paddleseg_ctx.errors import ConversionError, TorchReadError, shown
+from paddleseg_ctx.weights.pickled_data import data_globals
 
 __all__ = ['Unknown', 'load', 'read_torch_state_dict', 'is_torch_checkpoint']
 
@@ -220,20 +220,11 @@ _TORCH_FUNCTIONS = {
     ('torch._tensor', '_rebuild_from_type_v2'): _rebuild_from_type_v2,
 }
 _ALLOWED = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('builtins', 'set'): set,
-    ('builtins', 'frozenset'): frozenset,
-    ('builtins', 'complex'): complex,
+    **data_globals(_encode),
     ('builtins', 'slice'): slice,
     ('builtins', 'bytearray'): bytearray,
-    ('_codecs', 'encode'): _encode,
     ('copyreg', '_reconstructor'): _reconstructor,
-    ('numpy', 'ndarray'): np.ndarray,
-    ('numpy', 'dtype'): np.dtype,
 }
-for _numpy_core in ('numpy.core.multiarray', 'numpy._core.multiarray'):  # numpy 1 / 2 files
-    _ALLOWED[(_numpy_core, '_reconstruct')] = np.core.multiarray._reconstruct
-    _ALLOWED[(_numpy_core, 'scalar')] = np.core.multiarray.scalar
 
 
 class _Unpickler(pickle.Unpickler):
