@@ -8,7 +8,7 @@ import contextlib
 import os
 import uuid
 
-__all__ = ['atomic_write', 'fsync_dir']
+__all__ = ['atomic_write', 'atomic_write_text', 'fsync_dir']
 
 
 def fsync_dir(directory):
@@ -59,3 +59,13 @@ def atomic_write(path, write, fsync=False, tmp_dir=None):
         raise
     if fsync:
         fsync_dir(directory)
+
+
+def atomic_write_text(path, text, tmp_dir=None):
+    """:func:`atomic_write` of the string ``text`` (``tmp_dir`` as there)."""
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text)
+
+    atomic_write(path, write, tmp_dir=tmp_dir)

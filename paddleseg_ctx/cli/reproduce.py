@@ -32,7 +32,7 @@ from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import train as train_command
 from paddleseg_ctx.cli import val as val_command
 from paddleseg_ctx.errors import UserError, run
-from paddleseg_ctx.files import atomic_write
+from paddleseg_ctx.files import atomic_write_text
 from paddleseg_ctx.training.accumulate import MODES
 from paddleseg_ctx.training.checkpoints import MODEL_FILE, complete_checkpoints
 from paddleseg_ctx.version import __version__
@@ -133,16 +133,8 @@ def _read_state(save_dir):
         return json.load(f)
 
 
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(text)
-
-    atomic_write(path, write)
-
-
 def _write_json(path, value):
-    _write_text(path, json.dumps(value, indent=1, sort_keys=True) + '\n')
+    atomic_write_text(path, json.dumps(value, indent=1, sort_keys=True) + '\n')
 
 
 def _update_state(save_dir, **values):
@@ -385,7 +377,7 @@ def main(argv=None, zoo_file=ZOO_FILE):
     }
     _write_json(os.path.join(args.save_dir, 'report.json'), report)
     markdown = render_markdown(report)
-    _write_text(os.path.join(args.save_dir, 'report.md'), markdown)
+    atomic_write_text(os.path.join(args.save_dir, 'report.md'), markdown)
     logger.info('Report: {}\n{}'.format(
         os.path.join(args.save_dir, 'report.md'), markdown))
     return report

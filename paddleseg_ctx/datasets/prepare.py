@@ -24,7 +24,7 @@ from PIL import Image
 
 from paddleseg_ctx.datasets.archives import (PrepareError, extract, locate,
                                              parallel, place)
-from paddleseg_ctx.files import atomic_write
+from paddleseg_ctx.files import atomic_write, atomic_write_text
 
 __all__ = ['OFFICIAL_FILE', 'PrepareError', 'list_pairs', 'official',
            'prepare', 'read_label', 'read_mat', 'sbd_label', 'verify']
@@ -151,10 +151,7 @@ def _read_ids(path):
 
 
 def _write_ids(path, ids, tmp_dir):
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(''.join(i + '\n' for i in ids))
-    atomic_write(path, write, tmp_dir=tmp_dir)
+    atomic_write_text(path, ''.join(i + '\n' for i in ids), tmp_dir=tmp_dir)
 
 
 def _stem(path, suffix):
