@@ -52,9 +52,10 @@ import time
 import yaml
 
 import bench_cases as bc
+import bench_ops
 
 VAL_BACKENDS = ('dygraph', 'paddle', 'onnxruntime')
-EXTRA_CASES = ('train', 'val', 'slc')
+EXTRA_CASES = ('train', 'val', 'slc', 'ops')
 CASES = bc.IMPLS + EXTRA_CASES
 PACKAGES = ('paddlepaddle', 'paddleseg', 'numpy', 'onnxruntime', 'paddle2onnx',
             'torch', 'mmsegmentation', 'sssegmentation')
@@ -83,7 +84,9 @@ def parse_args(argv=None):
         '--cases', nargs='+', default=list(CASES), choices=CASES,
         help='implementations to time ({}), and "train" (training step of '
         'the dygraph ones), "val" (val with each backend), "slc" (ISNet '
-        'context, vectorised vs loop). Default: all.'.format(
+        'context, vectorised vs loop), "ops" (per-operator profile of an eval '
+        'forward at the first size: dygraph, PyTorch, ONNX Runtime). '
+        'Default: all.'.format(
             ', '.join(bc.IMPLS)))
     parser.add_argument(
         '--sizes', nargs='*', type=parse_size, default=None,
@@ -249,7 +252,7 @@ def bench_family(ctx, name, args, workdir):
     family = bc.FAMILIES[name]
     sizes = eval_sizes(family, args.sizes)
     impls = [c for c in args.cases if c in bc.IMPLS]
-    export = any(i in bc.DEPLOYED_IMPLS for i in impls)
+    export = 'ops' in args.cases or any(i in bc.DEPLOYED_IMPLS for i in impls)
     print('{}: preparing weights{}...'.format(
         name, ' and export' if export else ''), flush=True)
     info = run_once(ctx, bc.prepare, name, workdir, args.quick, sizes, export)
@@ -263,7 +266,29 @@ def bench_family(ctx, name, args, workdir):
               'macs': info['macs'],
               'cases': cases}
     add_ratios(result)
+    if 'ops' in args.cases and sizes:
+        result['ops'] = profile_ops(ctx, name, sizes[0], info, args, workdir)
     return result
+
+
+def profile_ops(ctx, name, size, info, args, workdir):
+    """Per-operator profiles of one eval forward at ``size`` in each
+    runtime the family has (bench_ops.py), each in a fresh process."""
+    print('{}: profiling operators {}'.format(name, bc.size_name(size)),
+          flush=True)
+    profiles = {}
+    for impl in bench_ops.PROFILERS:
+        if not bc.has_impl(bc.FAMILIES[name], impl):
+            continue
+        if impl in info['skipped']:
+            profiles[impl] = {'error': info['skipped'][impl]}
+            continue
+        spec = {'family': name, 'impl': impl, 'mode': 'eval',
+                'shape': (1, 3) + tuple(size), 'workdir': workdir,
+                'threads': args.threads, 'model': info['model'],
+                'num_classes': info['num_classes']}
+        profiles[impl] = run_once(ctx, bench_ops.profile, spec)
+    return {'size': bc.size_name(size), 'profiles': profiles}
 
 
 def time_group(ctx, name, group, info, args, workdir):
@@ -460,9 +485,10 @@ def paddleseg_goals(name, cases):
                    field(ours, 'memory_vs_paddleseg'), 1.0, False)
 
 
-def deployed_goals(name, result, size, peak_gflops):
+def deployed_goals(name, result, size, peak_gflops, fma_gflops):
     """Best deployed backend: 4x PaddleSeg's dygraph class, and within 10%
-    of the time the GEMM peak allows for the model's multiply-adds."""
+    of the time the GEMM peak (issue 10) and the FMA peak (issue 21) allow
+    for the model's multiply-adds."""
     cases = result['cases']
     deployed = best(cases, bc.DEPLOYED_IMPLS, size)
     where = '{} eval {}: best deployed ({})'.format(
@@ -476,11 +502,19 @@ def deployed_goals(name, result, size, peak_gflops):
     yield goal(where + ' time / GEMM-peak time',
                field(deployed, 'median_ms') and
                deployed['median_ms'] / ideal_ms, 1.1, False)
+    fma_ms = fma_gflops and 2 * result['macs'][size] / (fma_gflops * 1e9) * 1e3
+    yield goal(where + ' time / FMA-peak time',
+               field(deployed, 'median_ms') and fma_ms and
+               deployed['median_ms'] / fma_ms, 1.1, False)
 
 
 def torch_goals(name, cases, sizes):
-    """Our best path at least 2x the PyTorch original in eager mode."""
+    """Our best path at least 2x the PyTorch original in eager mode (issue
+    10), our dygraph at least as fast as it (issue 21)."""
     for size in sizes:
+        yield goal('{} eval {}: dygraph vs PyTorch eager'.format(name, size),
+                   field(find(cases, 'dygraph', 'eval', size), 'vs_torch'),
+                   1.0)
         ours = best(cases, ('dygraph', ) + bc.DEPLOYED_IMPLS, size)
         yield goal('{} eval {}: our best ({}) vs PyTorch eager'.format(
             name, size, field(ours, 'impl')), field(ours, 'vs_torch'), 2.0)
@@ -490,14 +524,15 @@ def torch_goals(name, cases, sizes):
                    field(ours, 'vs_torch'), 2.0)
 
 
-def family_goals(name, result, peak_gflops):
+def family_goals(name, result, peak_gflops, fma_gflops):
     cases = result['cases']
     family = bc.FAMILIES[name]
     sizes = sorted({c['size'] for c in cases if c['mode'] == 'eval'})
     if family.paddleseg:
         yield from paddleseg_goals(name, cases)
     for size in sizes:
-        yield from deployed_goals(name, result, size, peak_gflops)
+        yield from deployed_goals(name, result, size, peak_gflops,
+                                  fma_gflops)
     if family.torch:
         yield from torch_goals(name, cases, sizes)
 
@@ -520,9 +555,10 @@ def slc_goals(slc):
 
 def all_goals(report):
     peak = report['gemm']['peak_gflops']
+    fma = report['fma'].get('peak_gflops')
     goals = []
     for name, result in report['families'].items():
-        goals.extend(family_goals(name, result, peak))
+        goals.extend(family_goals(name, result, peak, fma))
     for name, val in report['val'].items():
         goals.extend(val_goals(name, val))
     goals.extend(slc_goals(report['slc']))
@@ -531,13 +567,37 @@ def all_goals(report):
 
 # -- machine ------------------------------------------------------------------
 
+# Instruction-set extensions that decide which kernels the libraries run.
+ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16',
+             'avx512_fp16', 'amx_tile', 'amx_bf16')
+
+
+def cpu_isa(flags):
+    """A short name of the vector ISA from /proc/cpuinfo's flags: the widest
+    FMA path, then the extensions present (e.g. "AVX-512 (+avx512_bf16,
+    amx_tile)")."""
+    flags = set(flags)
+    if 'avx512f' in flags:
+        base = 'AVX-512'
+    elif {'avx2', 'fma'} <= flags:
+        base = 'AVX2+FMA'
+    else:
+        base = 'no AVX2/FMA'
+    extra = [f for f in ISA_FLAGS[3:] if f in flags]
+    return base + (' (+{})'.format(', '.join(extra)) if extra else '')
+
+
 def machine_info(threads):
     cpu = platform.processor() or platform.machine()
+    flags = []
     try:
         with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f
-                     if line.startswith('model name')]
+            lines = f.read().splitlines()
+        names = [line.split(':', 1)[1].strip() for line in lines
+                 if line.startswith('model name')]
         cpu = names[0] if names else cpu
+        flags = next((line.split(':', 1)[1].split() for line in lines
+                      if line.startswith('flags')), [])
     except OSError:
         pass
     versions = {}
@@ -546,9 +606,11 @@ def machine_info(threads):
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'threads': threads,
+    return {'cpu': cpu, 'isa': cpu_isa(flags) if flags else 'unknown',
+            'isa_flags': [f for f in ISA_FLAGS if f in flags],
+            'cores': os.cpu_count(), 'threads': threads,
             'python': platform.python_version(), 'os': platform.platform(),
-            'versions': versions}
+            'date': time.strftime('%Y-%m-%d'), 'versions': versions}
 
 
 # -- printing -----------------------------------------------------------------
@@ -561,11 +623,11 @@ def case_label(case):
     return case['impl'] + ('+onednn' if case.get('onednn') else '')
 
 
-def print_family(name, result, peak_gflops, fma_gflops):
+def print_family(name, result, peak_gflops, fma_gflops, where):
     macs = ', '.join('{} {:.1f}'.format(size, n / 1e9)
                      for size, n in result['macs'].items())
-    print('\n{} ({}, {} classes; GMACs per image: {})'.format(
-        name, result['config'], result['num_classes'], macs))
+    print('\n{} ({}, {} classes; GMACs per image: {}) on {}'.format(
+        name, result['config'], result['num_classes'], macs, where))
     print('{:13s} {:5s} {:>9s} {:>9s} {:>8s} {:>8s} {:>9s} {:>6s} {:>8s} '
           '{:>6s} {:>5s}'.format('case', 'mode', 'size', 'ms', 'vs PS',
                                  'vs torch', 'mem MiB', 'mem/PS', 'GFLOP/s',
@@ -592,8 +654,12 @@ def print_report(report):
     machine = report['machine']
     versions = ', '.join('{} {}'.format(k, v)
                          for k, v in machine['versions'].items() if v)
-    print('\nMachine: {} ({} cores), {} threads; {}'.format(
-        machine['cpu'], machine['cores'], machine['threads'], versions))
+    # Every table names the CPU and its ISA: the ratios hold for that only.
+    where = '{}, {}, {} thread(s), {}'.format(
+        machine['cpu'], machine['isa'], machine['threads'], machine['date'])
+    print('\nMachine: {} ({} cores), ISA {}, {} threads, {}; {}'.format(
+        machine['cpu'], machine['cores'], machine['isa'], machine['threads'],
+        machine['date'], versions))
     print('MKL code path (MKL_DEBUG_CPU_TYPE): {}'.format(
         machine.get('mkl_code_path') or "MKL's own choice"))
     gemm = report['gemm']
@@ -615,11 +681,14 @@ def print_report(report):
                   report['settings']['repeats']))
     for name, result in report['families'].items():
         print_family(name, result, gemm['peak_gflops'],
-                     report['fma'].get('peak_gflops'))
+                     report['fma'].get('peak_gflops'), where)
+        if result.get('ops'):
+            print(bench_ops.format_profile(name, result['ops']['size'],
+                                           result['ops']['profiles']))
     for name, val in report['val'].items():
         print('\n{} val over {} generated {} images (wall time of the '
-              'command, start-up included):'.format(name, val['images'],
-                                                    val['size']))
+              'command, start-up included) on {}:'.format(
+                  name, val['images'], val['size'], where))
         for run in val['runs']:
             if run.get('status') != 'ok':
                 print('  {:12s} skipped: {}'.format(run['backend'],
@@ -629,13 +698,14 @@ def print_report(report):
                   '{:>5s}'.format(run['backend'], run['median_s'], run['miou'],
                                   run['acc'], fmt(run['vs_dygraph'])))
     if report['slc']:
-        print('\nISNet semantic-level context, 150 classes, 512 channels:')
+        print('\nISNet semantic-level context, 150 classes, 512 channels, '
+              'on {}:'.format(where))
     for row in report['slc']:
         print('  {} feature map, {:3d} classes present: vectorised {:.1f} ms, '
               'loop {:.1f} ms, {:.1f}x'.format(
                   row['size'], row['present'], row['vectorised_ms'],
                   row['loop_ms'], row['ratio']))
-    print('\nGoals:')
+    print('\nGoals, on {}:'.format(where))
     for g in report['goals']:
         state = {True: 'met', False: 'SHORT', None: 'no data'}[g['met']]
         print('  {:8s} {} = {} (target {} {})'.format(

@@ -1,6 +1,7 @@
-"""scripts/benchmark.py: a --quick run writes JSON whose ratios, GFLOP/s
-and goals follow from its own measured times; the multiply-add counter
-against hand counts."""
+"""scripts/benchmark.py: a --quick run writes JSON whose ratios, GFLOP/s,
+goals and per-operator profiles follow from its own measured times; the
+multiply-add counter, the operator groups and the ISA name against hand
+checks."""
 import json
 import os
 import statistics
@@ -20,18 +21,21 @@ def report(tmp_path_factory):
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'),
          '--quick', '--families', 'GCNet', '--cases', 'dygraph', 'paddleseg',
-         'train', 'slc', '--repeats', str(REPEATS), '--threads', '1',
+         'train', 'slc', 'ops', '--repeats', str(REPEATS), '--threads', '1',
          '--json', path],
         capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONPATH=REPO))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert 'Goals:' in done.stdout
+    assert 'Goals, on ' in done.stdout
+    assert 'where an eval forward' in done.stdout
     with open(path) as f:
         return json.load(f)
 
 
 def test_every_case_ran_interleaved_repeats(report):
     assert report['machine']['threads'] == 1
+    assert report['machine']['isa'] != 'unknown' or not os.path.exists(
+        '/proc/cpuinfo')
     gemm = report['gemm']
     assert gemm['peak_gflops'] == max(
         gemm['numpy_gflops'], gemm['paddle_gflops'], gemm['onnxruntime_gflops'])
@@ -96,6 +100,28 @@ def test_goals_follow_from_the_ratios(report):
         assert row['max_diff'] < 1e-4
 
 
+def test_operator_profiles_add_up(report):
+    result = report['families']['GCNet']
+    ops = result['ops']
+    size = ops['size']
+    assert size == [c['size'] for c in result['cases']
+                    if c['mode'] == 'eval'][0]
+    profiles = ops['profiles']
+    assert set(profiles) == {'dygraph', 'onnxruntime'}  # no PyTorch GCNet
+    for impl, profile in profiles.items():
+        assert 'error' not in profile, (impl, profile)
+        groups = profile['groups']
+        # the time outside operators is what the profiled wall time leaves
+        assert sum(groups.values()) >= profile['wall_ms'] - 1e-6
+        assert max(groups, key=groups.get) == 'convolution', groups
+    # Every multiply-add of this GCNet but the GC block's small context
+    # matmul is in a convolution layer, each timed once by the hooks.
+    convs = profiles['dygraph']['convs']
+    conv_macs = sum(entry['macs'] for entry in convs.values())
+    assert 0.99 * result['macs'][size] <= conv_macs <= result['macs'][size]
+    assert set(convs) == {'1x1', 'kxk', 'kxk dilated'}
+
+
 # Run where the benchmark runs (scripts/ on the path), not in this process:
 # the multiply-adds bench_cases.count_macs finds for a conv, a grouped
 # strided conv and an attention matmul.
@@ -128,3 +154,37 @@ def test_macs_of_a_conv_and_a_matmul_by_hand():
     assert grouped == 2 * 6 * 7 * 5 * 6
     # [2, 5, 7] x [2, 3, 7]^T -> [2, 5, 3], 7 products each
     assert attention == 2 * 5 * 3 * 7
+
+
+NAMES = """
+import json
+from benchmark import cpu_isa
+from bench_ops import op_group
+
+names = ['aten::mkldnn_convolution', 'conv2d dygraph', 'FusedConv',
+         'aten::addmm', 'matmul_v2', 'MatMul', 'aten::resize_', 'Resize',
+         'bilinear_interp dygraph', 'aten::upsample_bilinear2d',
+         'BatchNormalization', 'aten::native_layer_norm', 'aten::_softmax',
+         'aten::relu_', 'aten::max_pool2d_with_indices', 'ReduceMean',
+         'elementwise_add', 'aten::add_', 'Transpose', 'scatter_nd_add',
+         'top_k']
+print(json.dumps([[op_group(n) for n in names], [cpu_isa(f) for f in (
+    ['avx2', 'fma'], ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile'],
+    ['sse4_2'])]]))
+"""
+
+
+def test_operator_groups_and_isa_names_by_hand():
+    done = subprocess.run(
+        [sys.executable, '-c', NAMES], capture_output=True, text=True,
+        timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [SCRIPTS, REPO, os.environ.get('PYTHONPATH', '')])))
+    assert done.returncode == 0, done.stderr[-3000:]
+    groups, isas = json.loads(done.stdout.splitlines()[-1])
+    assert groups == (
+        ['convolution'] * 3 + ['matmul'] * 3 + ['layout, copies'] +
+        ['interpolation'] * 3 + ['batch norm', 'layer norm', 'softmax',
+                                 'activation', 'pooling', 'reduction'] +
+        ['elementwise'] * 2 + ['layout, copies'] * 2 + ['other'])
+    assert isas == ['AVX2+FMA', 'AVX-512 (+avx512_bf16, amx_tile)',
+                    'no AVX2/FMA']
