@@ -13,10 +13,13 @@ dygraph model (convolutions, linear layers, matmuls); GFLOP/s = 2 x MACs /
 time, against the machine's GEMM peak (the best of a 4096x4096 float32
 matmul in numpy, Paddle and ONNX Runtime) and its FMA peak (what the cores'
 vector units can do at all: scripts/fma_peak.c, one copy per thread).
-Also: ``val`` over a generated data set with each backend (``python -m paddleseg_ctx.val --backend``), and
+Also: ``val`` over a generated data set with each backend (``python -m paddleseg_ctx.val --backend``),
 ISNet's vectorised semantic-level context against the per-class loop
-(scripts/bench_slc.py) at 150 classes.  Prints a table per family and the
-goals of issue 10 (met / short), and writes everything as JSON.
+(scripts/bench_slc.py) at 150 classes, and where an eval forward's time goes
+per operator group in dygraph, PyTorch and ONNX Runtime (scripts/bench_ops.py,
+``--cases ops``).  Prints a table per family and the goals of issues 10 and
+21 (met / short), each headed by the CPU, its ISA and the date, and writes
+everything as JSON.
 
     python scripts/benchmark.py --json benchmark.json
     python scripts/benchmark.py --families GCNet ISNet-R50 --threads 2
@@ -33,7 +36,10 @@ dygraph paddleseg torch train) at 2 repeats 47 minutes; ``val`` over 8
 images with the deployed evals (--cases paddle onnxruntime val slc) at 2
 repeats 43 minutes.  The default (every case, 512x512 and the published
 crops, 5 repeats) takes about 4 hours; split it into such commands and run
-one per core.  A training worker peaks at 4 GiB (ISNet-S101: 10 GiB); at
+one per core.  On one core of an Intel Xeon (AVX-512), eval of the five
+implementations plus the operator profiles (--cases dygraph paddleseg torch
+paddle onnxruntime ops --sizes 512x512 --repeats 3) took 27 minutes.  A
+training worker peaks at 4 GiB (ISNet-S101: 10 GiB); at
 most five workers are alive at once.
 """
 import argparse
