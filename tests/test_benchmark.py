@@ -142,13 +142,18 @@ print(json.dumps([
 """
 
 
-def test_macs_of_a_conv_and_a_matmul_by_hand():
+def run_in_scripts(code):
+    """The JSON that ``code`` prints last, run with scripts/ on the path."""
     done = subprocess.run(
-        [sys.executable, '-c', COUNT_MACS], capture_output=True, text=True,
+        [sys.executable, '-c', code], capture_output=True, text=True,
         timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
             [SCRIPTS, REPO, os.environ.get('PYTHONPATH', '')])))
     assert done.returncode == 0, done.stderr[-3000:]
-    conv, grouped, attention = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_macs_of_a_conv_and_a_matmul_by_hand():
+    conv, grouped, attention = run_in_scripts(COUNT_MACS)
     assert conv == 17 * 19 * 8 * 3 * 9
     # output 2x6x7x5 (H: (15-3)/2+1, W: (9-1)/2+1), each 2 in-channels x 3 taps
     assert grouped == 2 * 6 * 7 * 5 * 6
@@ -175,12 +180,7 @@ print(json.dumps([[op_group(n) for n in names], [cpu_isa(f) for f in (
 
 
 def test_operator_groups_and_isa_names_by_hand():
-    done = subprocess.run(
-        [sys.executable, '-c', NAMES], capture_output=True, text=True,
-        timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [SCRIPTS, REPO, os.environ.get('PYTHONPATH', '')])))
-    assert done.returncode == 0, done.stderr[-3000:]
-    groups, isas = json.loads(done.stdout.splitlines()[-1])
+    groups, isas = run_in_scripts(NAMES)
     assert groups == (
         ['convolution'] * 3 + ['matmul'] * 3 + ['layout, copies'] +
         ['interpolation'] * 3 + ['batch norm', 'layer norm', 'softmax',
