@@ -95,16 +95,17 @@ def _paddle_groups(model, x):
     return wall_ms, groups
 
 
-def _hook_convs(layers, is_conv, describe, now, forward):
-    """Time every convolution layer of one forward with pre/post hooks;
-    ``describe(layer, output)`` -> (kind, multiply-adds)."""
+def _hook_convs(layers, is_conv, describe, forward):
+    """Time every convolution layer of one ``forward()`` with pre/post hooks
+    (Paddle's and PyTorch's layers alike); ``describe(layer, output)`` ->
+    (kind, multiply-adds)."""
     convs, started, hooks = {}, {}, []
 
     def pre(layer, inputs):
-        started[id(layer)] = now()
+        started[id(layer)] = time.perf_counter()
 
     def post(layer, inputs, output):
-        ms = (now() - started.pop(id(layer))) * 1e3
+        ms = (time.perf_counter() - started.pop(id(layer))) * 1e3
         kind, macs = describe(layer, output)
         entry = convs.setdefault(kind, {'ms': 0.0, 'macs': 0, 'layers': 0})
         entry['ms'] += ms
@@ -114,6 +115,7 @@ def _hook_convs(layers, is_conv, describe, now, forward):
     for layer in layers:
         if is_conv(layer):
             hooks.append(layer.register_forward_pre_hook(pre))
+            # Paddle: register_forward_post_hook; PyTorch: register_forward_hook
             post_hook = getattr(layer, 'register_forward_post_hook', None)
             hooks.append((post_hook or layer.register_forward_hook)(post))
     try:
@@ -138,12 +140,12 @@ def _paddle_convs(model, x):
             model(x)
     return _hook_convs(model.sublayers(),
                        lambda m: isinstance(m, paddle.nn.Conv2D), describe,
-                       time.perf_counter, forward)
+                       forward)
 
 
 def dygraph(spec):
     import paddle
-    model = bc._paddle_model(dict(spec, impl='dygraph'))
+    model = bc._paddle_model(spec)
     model.eval()
     x = paddle.to_tensor(bc._input(spec['shape']))
     with paddle.no_grad():
@@ -187,7 +189,7 @@ def torch_original(spec):
         return conv_kind((kh, kw), layer.dilation), macs
     convs = _hook_convs(model.modules(),
                         lambda m: isinstance(m, torch.nn.Conv2d), describe,
-                        time.perf_counter, forward)
+                        forward)
     return {'wall_ms': wall_ms, 'groups': groups, 'convs': convs}
 
 
