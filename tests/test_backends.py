@@ -8,6 +8,7 @@ packages and failed exports end the command with a message.
 """
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -79,6 +80,20 @@ def cache(setup, monkeypatch):
     path = str(setup['root'] / 'cache')
     monkeypatch.setattr(exported, '_cache_root', lambda: path)
     return path
+
+
+REAL_TIME_FORWARD = exported._time_forward
+
+
+@pytest.fixture(autouse=True)
+def forward_ms(monkeypatch):
+    """``--backend auto``'s timings, fixed so that its choice is known:
+    {runner name: ms}, which a test may change (before the weights it runs
+    are timed: the times are kept with each export)."""
+    times = {'onnxruntime': 10.0, 'paddle': 20.0}
+    monkeypatch.setattr(exported, '_time_forward',
+                        lambda candidate: times[candidate.runner.name])
+    return times
 
 
 def run_val(setup, backend, *flags, config=None, model_path=None):
@@ -282,6 +297,60 @@ def test_auto_on_gpu_is_dygraph(setup, monkeypatch, capsys):
     assert '--backend auto: dygraph (on GPU).' in capsys.readouterr().out
 
 
+def test_auto_runs_the_faster_correct_backend(setup, dygraph, forward_ms,
+                                              cache, capsys):
+    forward_ms.update(onnxruntime=30.0, paddle=12.0)
+    weights = save_random_weights(setup['config'],
+                                  setup['root'] / 'auto3.pdparams', seed=13)
+    actual = run_val(setup, 'auto', model_path=weights)
+    assert ('--backend auto: paddle (12 ms per 256x256 image; onnxruntime '
+            '30 ms;') in capsys.readouterr().out
+    assert_same_miou(actual, run_val(setup, 'dygraph', model_path=weights),
+                     'auto choosing paddle')
+
+
+def test_auto_times_each_backend_once_per_machine(setup, dygraph, cache,
+                                                  monkeypatch, capsys):
+    monkeypatch.setattr(exported, '_time_forward', REAL_TIME_FORWARD)
+    weights = save_random_weights(setup['config'],
+                                  setup['root'] / 'auto4.pdparams', seed=14)
+    run_val(setup, 'auto', model_path=weights)
+    out = capsys.readouterr().out
+    memos = {}
+    for path in os.listdir(cache):
+        memo = os.path.join(cache, path, 'speed.yaml')
+        if os.path.isfile(memo) and os.path.getmtime(memo) >= os.path.getmtime(
+                weights):
+            with open(memo) as f:
+                memos[path] = yaml.safe_load(f)
+    assert len(memos) == 2, memos  # one export per backend, each timed
+    (machine, ), = {tuple(m) for m in memos.values()}
+    assert machine == '{}, {} thread(s)'.format(exported._cpu_name(),
+                                               exported.cpu_cores())
+    times = sorted(m[machine] for m in memos.values())
+    assert times[0] > 0
+    chosen = out.split('--backend auto: ')[-1]
+    assert chosen.split(' (')[1].startswith('{:.0f} ms'.format(times[0]))
+
+    def no_timing(candidate):
+        raise AssertionError('timed again')
+
+    monkeypatch.setattr(exported, '_time_forward', no_timing)
+    run_val(setup, 'auto', model_path=weights)
+
+
+def test_time_forward_measures_a_known_duration():
+    calls = []
+
+    def sleeper(x):
+        calls.append(x.shape)
+        time.sleep(0.05)
+
+    ms = REAL_TIME_FORWARD(sleeper)
+    assert 50 <= ms < 500
+    assert calls == [exported.TIMING_SHAPE] * (1 + exported.TIMING_RUNS)
+
+
 def test_auto_keeps_its_verdict_with_the_export(setup, dygraph, monkeypatch):
     run_val(setup, 'auto')  # the probe ran for these weights (or earlier)
 
@@ -289,6 +358,7 @@ def test_auto_keeps_its_verdict_with_the_export(setup, dygraph, monkeypatch):
         raise AssertionError('probed again')
 
     monkeypatch.setattr(exported, 'logits_differ', no_probe)
+    monkeypatch.setattr(exported, '_time_forward', no_probe)
     assert_same_miou(run_val(setup, 'auto'), dygraph['whole'], 'auto again')
 
 

@@ -12,21 +12,24 @@ model's source code, so that later runs reuse it.  On CPU, Paddle Inference
 uses oneDNN when a check in a child process finds that it gives the plain
 output for the program (not for every model on Paddle 3.3.1).
 
-``--backend auto`` (the default) runs dygraph on a GPU.  On CPU it takes the
-first of ONNX Runtime and Paddle Inference (the order of their speed in
-scripts/benchmark.py, README "Speed") that is installed, exports and gives
-the dygraph answer on a probe image: the same label everywhere and logits
-within :data:`PROBE_RTOL` of the logit range; the verdict is kept with the
-export.  Failing both, it runs dygraph.  The log says which backend runs and
-why the others did not.
+``--backend auto`` (the default) runs dygraph on a GPU.  On CPU it tries
+ONNX Runtime and Paddle Inference: each that is installed, exports and gives
+the dygraph answer on a probe image (the same label everywhere and logits
+within :data:`PROBE_RTOL` of the logit range) is timed on a
+:data:`TIMING_SHAPE` image, and the faster one runs: which is faster depends
+on the model and the CPU (README "Speed").  Verdict and time are kept with
+the export, the time per machine.  Failing both, it runs dygraph.  The log
+says which backend runs and why the others did not.
 """
 import hashlib
 import importlib.util
 import inspect
 import os
+import platform
 import shutil
 import sys
 import tempfile
+import time
 
 import numpy as np
 import paddle
@@ -37,7 +40,8 @@ from paddleseg.utils import logger
 from paddleseg.utils.env import seg_env
 
 from paddleseg_ctx.deploy.backends import (InferenceRunner, OnnxRunner,
-                                           create_runner, onednn_works)
+                                           cpu_cores, create_runner,
+                                           onednn_works)
 from paddleseg_ctx.deploy.config import DeployConfig, find_model_file
 from paddleseg_ctx.deploy.export import export_onnx, save_inference_model
 from paddleseg_ctx.errors import UserError
@@ -50,7 +54,7 @@ __all__ = ['BACKENDS', 'BACKEND_ENV', 'BackendError', 'ExportedModel',
            'load_model']
 
 BACKENDS = ('auto', 'dygraph', 'paddle', 'onnxruntime')
-# Tried by ``auto`` on CPU, fastest first (scripts/benchmark.py).
+# Tried by ``auto`` on CPU; the first wins a tie.
 CPU_PREFERENCE = ('onnxruntime', 'paddle')
 # The environment variable that changes the default of --backend.
 BACKEND_ENV = 'PADDLESEG_CTX_BACKEND'
@@ -58,6 +62,10 @@ BACKEND_ENV = 'PADDLESEG_CTX_BACKEND'
 # the largest |logit| of dygraph.
 PROBE_SHAPE = (1, 3, 160, 224)
 PROBE_RTOL = 1e-3
+# ``auto`` times each correct backend on this input: big enough that the
+# convolutions, not the per-call overhead, decide (about 1 s for ResNet-50).
+TIMING_SHAPE = (1, 3, 256, 256)
+TIMING_RUNS = 2  # after one warm-up run; the faster run counts
 # What exporting for a backend needs besides paddle: (module, pip package).
 _NEEDS = {
     'onnxruntime': (('onnxruntime', 'onnxruntime'),
@@ -247,6 +255,7 @@ def _fastest_correct(model, builder, cpu_threads, cache_dir):
     if _device() != 'cpu':
         logger.info('--backend auto: dygraph (on GPU).')
         return model
+    correct = []  # (ms, backend, model) of each backend giving its answer
     for backend in CPU_PREFERENCE:
         why = _missing_package(backend)
         if why is None:
@@ -257,14 +266,65 @@ def _fastest_correct(model, builder, cpu_threads, cache_dir):
             except BackendError as err:
                 why = str(err)
         if why is None:
-            logger.info('--backend auto: {} (its output equals dygraph\'s; '
-                        '--backend dygraph runs the trained model '
-                        'itself).'.format(backend))
-            return candidate
-        logger.info('--backend auto: not {}: {}'.format(backend, why))
-    logger.info('--backend auto: dygraph, as no faster backend gives its '
-                'answer here.')
-    return model
+            correct.append((_forward_ms(backend, candidate, save_dir,
+                                        cpu_threads or cpu_cores()),
+                            backend, candidate))
+        else:
+            logger.info('--backend auto: not {}: {}'.format(backend, why))
+    if not correct:
+        logger.info('--backend auto: dygraph, as no faster backend gives its '
+                    'answer here.')
+        return model
+    ms, backend, candidate = min(correct, key=lambda c: c[0])  # stable
+    others = ''.join('; {} {:.0f} ms'.format(b, t) for t, b, _ in correct
+                     if b != backend)
+    logger.info('--backend auto: {} ({:.0f} ms per {}x{} image{}; its output '
+                'equals dygraph\'s; --backend dygraph runs the trained model '
+                'itself).'.format(backend, ms, TIMING_SHAPE[2],
+                                  TIMING_SHAPE[3], others))
+    return candidate
+
+
+def _forward_ms(backend, candidate, memo_dir, threads):
+    """Milliseconds of ``candidate`` (running on ``threads`` threads) on a
+    :data:`TIMING_SHAPE` input, kept in ``memo_dir`` per CPU and thread
+    count."""
+    memo = os.path.join(memo_dir, 'speed.yaml')
+    times = {}
+    if os.path.isfile(memo):
+        with open(memo) as f:
+            times = yaml.safe_load(f) or {}
+    machine = '{}, {} thread(s)'.format(_cpu_name(), threads)
+    if machine not in times:
+        logger.info('--backend auto: timing {} once on this machine...'.format(
+            backend))
+        times[machine] = _time_forward(candidate)
+        atomic_write(memo, lambda tmp: _dump_yaml(times, tmp))
+    return times[machine]
+
+
+def _time_forward(candidate):
+    x = np.random.RandomState(0).uniform(-2, 2, TIMING_SHAPE).astype(
+        'float32')
+    candidate(x)  # warm-up: the runtimes set up their kernels on first use
+    best = float('inf')
+    for _ in range(TIMING_RUNS):
+        start = time.perf_counter()
+        candidate(x)
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def _cpu_name():
+    """The CPU's model name (/proc/cpuinfo), else what platform says."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _differs_from_dygraph(model, candidate, memo_dir):
