@@ -72,7 +72,7 @@ class SplitAttentionConv2D(nn.Layer):
         attens = paddle.split(atten, self.radix, axis=1)
         # Map first, [N, C, 1, 1] weights second: the same products, but
         # Paddle 3.3's CPU broadcast kernel is 4-5x slower the other way
-        # round (README, Speed: 8% of ResNeSt-101's dygraph eval).
+        # round (README, Speed: 6% of ResNeSt-101's dygraph eval).
         return paddle.add_n([s * a for a, s in zip(attens, splits)])
 
 
