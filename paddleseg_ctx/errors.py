@@ -13,7 +13,8 @@ import argparse
 import sys
 
 __all__ = ['ArgumentParser', 'UserError', 'WeightsError', 'PretrainedDownloadError',
-           'ConversionError', 'TorchReadError', 'run', 'user_error', 'shown']
+           'ConversionError', 'TorchReadError', 'add_debug', 'run', 'user_error',
+           'shown']
 
 
 class UserError(Exception):
@@ -50,6 +51,15 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, '{}: error: {} (--help lists the flags)\n'.format(
             self.prog, message))
+
+
+def add_debug(parser):
+    """The ``--debug`` flag that :func:`run` looks for."""
+    parser.add_argument(
+        '--debug',
+        action='store_true',
+        help='Show the traceback of an error (by default a problem with the '
+        'input ends the command with one message).')
 
 
 def user_error(error):

@@ -33,7 +33,7 @@ from paddleseg.utils import logger, utils
 from paddleseg_ctx import analysis
 from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import common
-from paddleseg_ctx.errors import ArgumentParser
+from paddleseg_ctx.errors import ArgumentParser, add_debug
 from paddleseg_ctx.files import atomic_write
 from paddleseg_ctx.weights import load_trained_weights
 from paddleseg_ctx.zoo import ZOO_FILE
@@ -100,7 +100,7 @@ def _add_common(parser):
     parser.add_argument(
         '--config', required=True, help='Path of the config file (.yml).')
     common.add_opts(parser)
-    common.add_debug(parser)
+    add_debug(parser)
 
 
 def main(argv=None, zoo_file=ZOO_FILE):

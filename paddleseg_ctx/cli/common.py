@@ -20,7 +20,7 @@ from paddleseg.utils import logger, utils
 from paddleseg.utils import utils as paddleseg_utils
 
 from paddleseg_ctx.config import Builder, ConfigError, read_config
-from paddleseg_ctx.errors import ArgumentParser
+from paddleseg_ctx.errors import ArgumentParser, add_debug
 from paddleseg_ctx.evaluation.protocol import COLUMNS
 from paddleseg_ctx.zoo import ZooError, find_entry
 
@@ -36,14 +36,6 @@ def new_parser(command, description):
         '--config', required=True, help='Path of the config file (.yml).')
     add_debug(parser)
     return parser
-
-
-def add_debug(parser):
-    parser.add_argument(
-        '--debug',
-        action='store_true',
-        help='Show the traceback of an error (by default a problem with the '
-        'input ends the command with one message).')
 
 
 def add_device(parser, purpose):

@@ -15,7 +15,7 @@ from paddleseg_ctx.deploy.backends import BACKENDS, DEVICES, create_runner
 from paddleseg_ctx.deploy.config import DeployConfig
 from paddleseg_ctx.deploy.predictor import Predictor, list_images, predict_all
 from paddleseg_ctx.deploy.visualize import color_map
-from paddleseg_ctx.errors import ArgumentParser, run
+from paddleseg_ctx.errors import ArgumentParser, add_debug, run
 
 
 def str2bool(text):
@@ -68,10 +68,7 @@ def build_parser():
         '--custom_color', nargs='+', type=int, metavar='V',
         help='Colour map as R G B values per class, e.g. `--custom_color 0 0 '
         '0 255 0 0` (default: PaddleSeg\'s colour map).')
-    parser.add_argument(
-        '--debug', action='store_true',
-        help='Show the traceback of an error (by default a problem with the '
-        'input ends the command with one message).')
+    add_debug(parser)
     paddleseg = parser.add_argument_group(
         'accepted for PaddleSeg deploy/python/infer.py commands')
     paddleseg.add_argument(

@@ -31,7 +31,7 @@ from paddleseg.utils import logger
 from paddleseg_ctx import evaluation
 from paddleseg_ctx.cli import train as train_command
 from paddleseg_ctx.cli import val as val_command
-from paddleseg_ctx.errors import UserError, run
+from paddleseg_ctx.errors import UserError, add_debug, run
 from paddleseg_ctx.files import atomic_write_text
 from paddleseg_ctx.training.accumulate import MODES
 from paddleseg_ctx.training.checkpoints import MODEL_FILE, complete_checkpoints
@@ -92,8 +92,7 @@ def build_parser():
         help='Log every N iterations. Default: 50.')
     parser.add_argument('--seed', type=int, default=0,
                         help='Run seed. Default: 0.')
-    parser.add_argument('--debug', action='store_true',
-                        help='Show the traceback of an error.')
+    add_debug(parser)
     return parser
 
 

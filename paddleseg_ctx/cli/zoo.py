@@ -16,7 +16,7 @@ Python API is in ``paddleseg_ctx.zoo``.
 import os
 
 from paddleseg_ctx import zoo
-from paddleseg_ctx.errors import ArgumentParser
+from paddleseg_ctx.errors import ArgumentParser, add_debug
 from paddleseg_ctx.evaluation.protocol import COLUMNS, describe, protocol_for
 from paddleseg_ctx.weights import fetch
 
@@ -46,8 +46,7 @@ def build_parser():
                           'that --model_path URL reads ($SEG_HOME/pretrained_model).')
     download.add_argument('--quiet', action='store_true', help='No progress bar.')
     for sub in (listing, show, download):
-        sub.add_argument('--debug', action='store_true',
-                         help='Show the traceback of an error.')
+        add_debug(sub)
     return parser
 
 

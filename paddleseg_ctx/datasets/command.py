@@ -4,7 +4,7 @@ from its downloads, ``check`` a config's data sets, or write the
 original ``--root DIR ...`` command line) means ``synthetic``."""
 import sys
 
-from paddleseg_ctx.errors import ArgumentParser
+from paddleseg_ctx.errors import ArgumentParser, add_debug
 
 __all__ = ['main']
 
@@ -58,8 +58,7 @@ def build_parser():
                         help='write the synthetic demo data set (--root DIR '
                         '...; `synthetic --help` lists the flags)')
     for sub in (prepare, check):
-        sub.add_argument('--debug', action='store_true',
-                         help='show tracebacks')
+        add_debug(sub)
     return parser
 
 
