@@ -11,8 +11,14 @@ and nothing is set.
 
 A value the user has set (even empty, which keeps MKL's own choice) is never
 changed.  Outputs differ from the generic path's only by float32 rounding.
+
+Also the one reader of /proc/cpuinfo (:func:`cpu_info`), for the code that
+names the machine it measured (``--backend auto``, scripts/benchmark.py).
+Imports nothing but the standard library.
 """
+import collections
 import os
+import platform
 
 VARIABLE = 'MKL_DEBUG_CPU_TYPE'
 
@@ -26,27 +32,40 @@ CODE_PATHS = (
 )
 
 
+CpuInfo = collections.namedtuple('CpuInfo', 'vendor model flags')
+
+
 def read_cpuinfo(text):
-    """(vendor, set of flags) of the first processor in /proc/cpuinfo text."""
-    vendor, flags = None, None
+    """:class:`CpuInfo` (vendor, model name, set of flags) of the first
+    processor in /proc/cpuinfo text; None for what it does not say."""
+    fields = {}
     for line in text.splitlines():
         key, _, value = line.partition(':')
-        key = key.strip()
-        if key == 'vendor_id' and vendor is None:
-            vendor = value.strip()
-        elif key == 'flags' and flags is None:
-            flags = set(value.split())
-    return vendor, flags or set()
+        fields.setdefault(key.strip(), value.strip())
+    return CpuInfo(fields.get('vendor_id'), fields.get('model name'),
+                   set(fields.get('flags', '').split()))
+
+
+def cpu_info(path='/proc/cpuinfo'):
+    """:class:`CpuInfo` of this machine; off Linux, the model is what
+    ``platform`` says and the flags are empty."""
+    try:
+        with open(path) as f:
+            info = read_cpuinfo(f.read())
+    except OSError:
+        info = CpuInfo(None, None, set())
+    return info._replace(
+        model=info.model or platform.processor() or platform.machine())
 
 
 def code_path_for(cpuinfo_text):
     """The MKL_DEBUG_CPU_TYPE value for the CPU described, or None when MKL's
     own choice should stand (Intel, unknown, or no AVX2)."""
-    vendor, flags = read_cpuinfo(cpuinfo_text)
-    if vendor != 'AuthenticAMD':
+    info = read_cpuinfo(cpuinfo_text)
+    if info.vendor != 'AuthenticAMD':
         return None
     for value, needs in CODE_PATHS:
-        if flags.issuperset(needs):
+        if info.flags.issuperset(needs):
             return value
     return None
 

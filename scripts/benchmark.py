@@ -63,6 +63,20 @@ import bench_ops
 VAL_BACKENDS = ('dygraph', 'paddle', 'onnxruntime')
 EXTRA_CASES = ('train', 'val', 'slc', 'ops')
 CASES = bc.IMPLS + EXTRA_CASES
+
+
+def _load_mkl_dispatch():
+    """paddleseg_ctx/mkl_dispatch.py (MKL's code path, /proc/cpuinfo) by
+    file: importing the package would load Paddle in this process."""
+    spec = importlib.util.spec_from_file_location(
+        'mkl_dispatch',
+        os.path.join(bc.REPO, 'paddleseg_ctx', 'mkl_dispatch.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mkl_dispatch = _load_mkl_dispatch()
 PACKAGES = ('paddlepaddle', 'paddleseg', 'numpy', 'onnxruntime', 'paddle2onnx',
             'torch', 'mmsegmentation', 'sssegmentation')
 
@@ -142,12 +156,6 @@ def worker_environment(threads):
         os.environ[name] = str(threads)
     os.environ.setdefault('GLOG_minloglevel', '2')
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
-    # By file: importing the package would load Paddle in this process.
-    spec = importlib.util.spec_from_file_location(
-        'mkl_dispatch',
-        os.path.join(bc.REPO, 'paddleseg_ctx', 'mkl_dispatch.py'))
-    mkl_dispatch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mkl_dispatch)
     return mkl_dispatch.use_vector_code_path()
 
 
@@ -289,12 +297,19 @@ def profile_ops(ctx, name, size, info, args, workdir):
         if impl in info['skipped']:
             profiles[impl] = {'error': info['skipped'][impl]}
             continue
-        spec = {'family': name, 'impl': impl, 'mode': 'eval',
-                'shape': (1, 3) + tuple(size), 'workdir': workdir,
-                'threads': args.threads, 'model': info['model'],
-                'num_classes': info['num_classes']}
+        spec = case_spec(name, impl, 'eval', (1, 3) + tuple(size), info,
+                         args, workdir)
         profiles[impl] = run_once(ctx, bench_ops.profile, spec)
     return {'size': bc.size_name(size), 'profiles': profiles}
+
+
+def case_spec(name, impl, mode, shape, info, args, workdir):
+    """What a worker needs to build one case (bench_cases.serve,
+    bench_ops.profile)."""
+    return {'family': name, 'impl': impl, 'mode': mode, 'shape': shape,
+            'workdir': workdir, 'threads': args.threads,
+            'model': info['model'], 'num_classes': info['num_classes'],
+            'loss_coefs': info['loss']['coef'], 'onednn': info['onednn']}
 
 
 def time_group(ctx, name, group, info, args, workdir):
@@ -308,11 +323,8 @@ def time_group(ctx, name, group, info, args, workdir):
         if impl in info['skipped']:
             case.update(status='skipped', reason=info['skipped'][impl])
             continue
-        spec = {'family': name, 'impl': impl, 'mode': mode, 'shape': shape,
-                'workdir': workdir, 'threads': args.threads,
-                'model': info['model'], 'num_classes': info['num_classes'],
-                'loss_coefs': info['loss']['coef'], 'onednn': info['onednn']}
-        workers.append((case, Worker(ctx, spec)))
+        workers.append((case, Worker(ctx, case_spec(
+            name, impl, mode, shape, info, args, workdir))))
     interleave([w for _, w in workers], args.repeats)
     for case, worker in workers:
         if worker.error or not worker.times:
@@ -594,25 +606,15 @@ def cpu_isa(flags):
 
 
 def machine_info(threads):
-    cpu = platform.processor() or platform.machine()
-    flags = []
-    try:
-        with open('/proc/cpuinfo') as f:
-            lines = f.read().splitlines()
-        names = [line.split(':', 1)[1].strip() for line in lines
-                 if line.startswith('model name')]
-        cpu = names[0] if names else cpu
-        flags = next((line.split(':', 1)[1].split() for line in lines
-                      if line.startswith('flags')), [])
-    except OSError:
-        pass
+    cpu = mkl_dispatch.cpu_info()
+    flags = cpu.flags
     versions = {}
     for package in PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    return {'cpu': cpu, 'isa': cpu_isa(flags) if flags else 'unknown',
+    return {'cpu': cpu.model, 'isa': cpu_isa(flags) if flags else 'unknown',
             'isa_flags': [f for f in ISA_FLAGS if f in flags],
             'cores': os.cpu_count(), 'threads': threads,
             'python': platform.python_version(), 'os': platform.platform(),

@@ -325,7 +325,7 @@ def test_auto_times_each_backend_once_per_machine(setup, dygraph, cache,
                 memos[path] = yaml.safe_load(f)
     assert len(memos) == 2, memos  # one export per backend, each timed
     (machine, ), = {tuple(m) for m in memos.values()}
-    assert machine == '{}, {} thread(s)'.format(exported._cpu_name(),
+    assert machine == '{}, {} thread(s)'.format(exported.cpu_info().model,
                                                exported.cpu_cores())
     times = sorted(m[machine] for m in memos.values())
     assert times[0] > 0

@@ -25,7 +25,6 @@ import hashlib
 import importlib.util
 import inspect
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from paddleseg_ctx.deploy.config import DeployConfig, find_model_file
 from paddleseg_ctx.deploy.export import export_onnx, save_inference_model
 from paddleseg_ctx.errors import UserError
 from paddleseg_ctx.files import atomic_write
+from paddleseg_ctx.mkl_dispatch import cpu_info
 from paddleseg_ctx.version import __version__
 from paddleseg_ctx.weights import load_trained_weights
 
@@ -294,7 +294,7 @@ def _forward_ms(backend, candidate, memo_dir, threads):
     if os.path.isfile(memo):
         with open(memo) as f:
             times = yaml.safe_load(f) or {}
-    machine = '{}, {} thread(s)'.format(_cpu_name(), threads)
+    machine = '{}, {} thread(s)'.format(cpu_info().model, threads)
     if machine not in times:
         logger.info('--backend auto: timing {} once on this machine...'.format(
             backend))
@@ -314,17 +314,6 @@ def _time_forward(candidate):
         best = min(best, time.perf_counter() - start)
     return best * 1e3
 
-
-def _cpu_name():
-    """The CPU's model name (/proc/cpuinfo), else what platform says."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _differs_from_dygraph(model, candidate, memo_dir):
