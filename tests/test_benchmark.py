@@ -29,7 +29,11 @@ def report(tmp_path_factory):
     assert 'Goals, on ' in done.stdout
     assert 'where an eval forward' in done.stdout
     with open(path) as f:
-        return json.load(f)
+        result = json.load(f)
+    if result['fma']['status'] == 'ok':
+        assert 'GEMM here runs at {:.0f}% of the FMA peak'.format(
+            100 * result['gemm']['share_of_fma']) in done.stdout
+    return result
 
 
 def test_every_case_ran_interleaved_repeats(report):
@@ -44,6 +48,8 @@ def test_every_case_ran_interleaved_repeats(report):
         assert fma['threads'] == 1 and fma['isa'] in ('avx512', 'avx2')
         assert fma['peak_gflops'] == pytest.approx(
             sum(fma['per_thread_gflops']))
+        assert gemm['share_of_fma'] == pytest.approx(
+            gemm['peak_gflops'] / fma['peak_gflops'])
     cases = report['families']['GCNet']['cases']
     assert sorted((c['impl'], c['mode']) for c in cases) == [
         ('dygraph', 'eval'), ('dygraph', 'train'),
