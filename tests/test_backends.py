@@ -9,6 +9,7 @@ packages and failed exports end the command with a message.
 import os
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -337,6 +338,18 @@ def test_auto_times_each_backend_once_per_machine(setup, dygraph, cache,
 
     monkeypatch.setattr(exported, '_time_forward', no_timing)
     run_val(setup, 'auto', model_path=weights)
+
+
+@pytest.mark.parametrize('text', ['[1, 2]\n', 'a: [b\n', 'm: slow\n'],
+                         ids=['list', 'bad-yaml', 'not-a-number'])
+def test_a_damaged_timing_file_is_timed_again(tmp_path, forward_ms, text):
+    memo = tmp_path / 'speed.yaml'
+    memo.write_text(text)
+    candidate = types.SimpleNamespace(
+        runner=types.SimpleNamespace(name='paddle'))
+    assert exported._forward_ms('paddle', candidate, str(tmp_path), 3) == 20.0
+    machine = '{}, 3 thread(s)'.format(exported.cpu_info().model)
+    assert yaml.safe_load(memo.read_text()) == {machine: 20.0}
 
 
 def test_time_forward_measures_a_known_duration():

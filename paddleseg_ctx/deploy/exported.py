@@ -290,10 +290,7 @@ def _forward_ms(backend, candidate, memo_dir, threads):
     :data:`TIMING_SHAPE` input, kept in ``memo_dir`` per CPU and thread
     count."""
     memo = os.path.join(memo_dir, 'speed.yaml')
-    times = {}
-    if os.path.isfile(memo):
-        with open(memo) as f:
-            times = yaml.safe_load(f) or {}
+    times = _read_times(memo)
     machine = '{}, {} thread(s)'.format(cpu_info().model, threads)
     if machine not in times:
         logger.info('--backend auto: timing {} once on this machine...'.format(
@@ -301,6 +298,24 @@ def _forward_ms(backend, candidate, memo_dir, threads):
         times[machine] = _time_forward(candidate)
         atomic_write(memo, lambda tmp: _dump_yaml(times, tmp))
     return times[machine]
+
+
+def _read_times(memo):
+    """The timings kept in ``memo`` ({machine: ms}); {} (time again) when
+    it is missing or damaged."""
+    if not os.path.isfile(memo):
+        return {}
+    try:
+        with open(memo) as f:
+            times = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        times = err
+    if isinstance(times, dict) and all(
+            isinstance(ms, (int, float)) for ms in times.values()):
+        return times
+    logger.warning('--backend auto: {} does not hold timings ({}); timing '
+                   'again.'.format(memo, str(times).splitlines()[0][:80]))
+    return {}
 
 
 def _time_forward(candidate):
