@@ -530,13 +530,6 @@ def deployed_goals(name, result, size, peak_gflops, fma_gflops):
                deployed['median_ms'] / fma_ms, FMA_GOAL, False)
 
 
-def gemm_share_of_fma(report):
-    """The GEMM peak as a share of the FMA peak (None without the FMA
-    peak): the most of the FMA peak any float32 model reaches here."""
-    fma = report['fma'].get('peak_gflops')
-    return fma and report['gemm']['peak_gflops'] / fma
-
-
 def torch_goals(name, cases, sizes):
     """Our best path at least 2x the PyTorch original in eager mode (issue
     10), our dygraph at least as fast as it (issue 21)."""
@@ -580,6 +573,30 @@ def slc_goals(slc):
         yield goal('ISNet SLC {} at 150 classes, {} present: vectorised vs '
                    'loop'.format(row['size'], row['present']),
                    row['ratio'], 5.0)
+
+
+def conv_rates(result, fma_gflops):
+    """Each profiled runtime's convolutions as a whole: ``gflops`` over
+    the layers' multiply-adds (counted by the forward hooks),
+    ``share_of_fma`` and ``vs_fma_time``, their time over the whole model's
+    FMA-peak time: the forward's ratio if every other operator took no time
+    (what the FMA-peak goal compares with :data:`FMA_GOAL`)."""
+    ops = result['ops']
+    hooked = [p['convs'] for p in ops['profiles'].values() if p.get('convs')]
+    if not hooked:
+        return {}
+    macs = sum(entry['macs'] for entry in hooked[0].values())
+    fma_ms = fma_gflops and 2 * result['macs'][ops['size']] / (
+        fma_gflops * 1e9) * 1e3
+    rates = {}
+    for impl, profile in ops['profiles'].items():
+        ms = profile.get('groups', {}).get('convolution')
+        if ms:
+            gflops = 2 * macs / ms / 1e6
+            rates[impl] = {'gflops': gflops,
+                           'share_of_fma': fma_gflops and gflops / fma_gflops,
+                           'vs_fma_time': fma_ms and ms / fma_ms}
+    return rates
 
 
 def all_goals(report):
@@ -704,6 +721,7 @@ def print_report(report):
         if result.get('ops'):
             print(bench_ops.format_profile(name, result['ops']['size'],
                                            result['ops']['profiles']))
+            print_conv_rates(result['ops']['convolutions'])
     for name, val in report['val'].items():
         print('\n{} val over {} generated {} images (wall time of the '
               'command, start-up included) on {}:'.format(
@@ -730,13 +748,26 @@ def print_report(report):
         print('  {:8s} {} = {} (target {} {})'.format(
             state, g['goal'], fmt(g['measured'], '{:.4g}'),
             '>=' if g['higher_is_better'] else '<=', g['target']))
-    share = gemm.get('share_of_fma')
-    if share:
-        # What the FMA-peak goals can reach here: a model is not faster than
-        # the machine's best large GEMM.
-        print('  The best {0}x{0} float32 GEMM here runs at {1:.0f}% of the '
-              'FMA peak; the FMA-peak goals need {2:.0f}%.'.format(
-                  gemm['n'], 100 * share, 100 / FMA_GOAL))
+    rates = [r['ops']['convolutions'] for r in report['families'].values()
+             if r.get('ops')]
+    bounds = [r['onnxruntime']['vs_fma_time'] for r in rates
+              if 'onnxruntime' in r]
+    if any(bounds):
+        print('  FMA-peak time: ONNX Runtime\'s convolutions alone take '
+              '{:.2f}-{:.2f}x it (profiles above).'.format(min(bounds),
+                                                           max(bounds)))
+
+
+def print_conv_rates(rates):
+    """The line under a profile: each runtime's convolutions as a whole."""
+    if rates:
+        print('  all convolutions: ' + '; '.join(
+            '{} {:.1f} GFLOP/s ({}% of the FMA peak, {}x the model\'s '
+            'FMA-peak time)'.format(impl, r['gflops'],
+                                    fmt(r['share_of_fma'] and
+                                        100 * r['share_of_fma'], '{:.0f}'),
+                                    fmt(r['vs_fma_time'], '{:.2f}'))
+            for impl, r in rates.items()))
 
 
 # -- main ---------------------------------------------------------------------
@@ -760,7 +791,6 @@ def main(argv=None):
     n = 1024 if args.quick else 4096
     report['gemm'] = run_once(ctx, bc.gemm_peak, n, 5, args.threads)
     report['fma'] = bc.fma_peak(args.threads)
-    report['gemm']['share_of_fma'] = gemm_share_of_fma(report)
     with tempfile.TemporaryDirectory(prefix='benchmark_') as tmp:
         for name in args.families:
             workdir = os.path.join(tmp, name)
@@ -774,6 +804,10 @@ def main(argv=None):
     if 'slc' in args.cases:
         size = (16, 16) if args.quick else (64, 64)
         report['slc'] = run_once(ctx, bc.slc, size, 150, args.repeats)
+    for result in report['families'].values():
+        if result.get('ops'):
+            result['ops']['convolutions'] = conv_rates(
+                result, report['fma'].get('peak_gflops'))
     report['goals'] = all_goals(report)
     report['seconds'] = time.time() - started
     print_report(report)
