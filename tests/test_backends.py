@@ -12,6 +12,7 @@ import time
 import types
 
 import numpy as np
+import paddle
 import pytest
 import yaml
 from PIL import Image
@@ -340,8 +341,10 @@ def test_auto_times_each_backend_once_per_machine(setup, dygraph, cache,
     run_val(setup, 'auto', model_path=weights)
 
 
-@pytest.mark.parametrize('text', ['[1, 2]\n', 'a: [b\n', 'm: slow\n'],
-                         ids=['list', 'bad-yaml', 'not-a-number'])
+DAMAGED = ['[1, 2]\n', 'a: [b\n', 'm: slow\n', "''\n"]
+
+
+@pytest.mark.parametrize('text', DAMAGED)
 def test_a_damaged_timing_file_is_timed_again(tmp_path, forward_ms, text):
     memo = tmp_path / 'speed.yaml'
     memo.write_text(text)
@@ -350,6 +353,42 @@ def test_a_damaged_timing_file_is_timed_again(tmp_path, forward_ms, text):
     assert exported._forward_ms('paddle', candidate, str(tmp_path), 3) == 20.0
     machine = '{}, 3 thread(s)'.format(exported.cpu_info().model)
     assert yaml.safe_load(memo.read_text()) == {machine: 20.0}
+
+
+@pytest.mark.parametrize('text', DAMAGED + ['differs: 3\n', '{}\n'])
+def test_a_damaged_probe_verdict_is_checked_again(tmp_path, text):
+    memo = tmp_path / 'probe.yaml'
+    memo.write_text(text)
+    logits = np.zeros([1, 2, 4, 5], 'float32')
+    logits[:, 0] = 1
+
+    class Model:  # dygraph: class 0 everywhere
+        def eval(self):
+            pass
+
+        def __call__(self, x):
+            return [paddle.to_tensor(logits)]
+
+    def candidate(x):  # class 1 everywhere
+        return [paddle.to_tensor(logits[:, ::-1].copy())]
+
+    assert exported._differs_from_dygraph(Model(), candidate,
+                                          str(tmp_path)) == (
+        '100.000% of the probe\'s labels differ')
+    assert yaml.safe_load(memo.read_text()) == {
+        'differs': '100.000% of the probe\'s labels differ'}
+
+
+@pytest.mark.parametrize('text', DAMAGED + ['[yes]\n', '[1, why]\n'])
+def test_a_damaged_onednn_verdict_is_checked_again(tmp_path, monkeypatch,
+                                                   text):
+    memo = tmp_path / 'onednn.yaml'
+    memo.write_text(text)
+    monkeypatch.setattr(exported, 'onednn_works',
+                        lambda program, params: (False, 'it crashed'))
+    assert exported._use_onednn('m.json', 'm.pdiparams', 'cpu',
+                                str(tmp_path)) is False
+    assert yaml.safe_load(memo.read_text()) == [False, 'it crashed']
 
 
 def test_time_forward_measures_a_known_duration():

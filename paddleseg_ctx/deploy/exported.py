@@ -290,7 +290,8 @@ def _forward_ms(backend, candidate, memo_dir, threads):
     :data:`TIMING_SHAPE` input, kept in ``memo_dir`` per CPU and thread
     count."""
     memo = os.path.join(memo_dir, 'speed.yaml')
-    times = _read_times(memo)
+    times = _read_memo(memo, lambda data: isinstance(data, dict) and all(
+        isinstance(ms, (int, float)) for ms in data.values())) or {}
     machine = '{}, {} thread(s)'.format(cpu_info().model, threads)
     if machine not in times:
         logger.info('--backend auto: timing {} once on this machine...'.format(
@@ -298,24 +299,6 @@ def _forward_ms(backend, candidate, memo_dir, threads):
         times[machine] = _time_forward(candidate)
         atomic_write(memo, lambda tmp: _dump_yaml(times, tmp))
     return times[machine]
-
-
-def _read_times(memo):
-    """The timings kept in ``memo`` ({machine: ms}); {} (time again) when
-    it is missing or damaged."""
-    if not os.path.isfile(memo):
-        return {}
-    try:
-        with open(memo) as f:
-            times = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as err:
-        times = err
-    if isinstance(times, dict) and all(
-            isinstance(ms, (int, float)) for ms in times.values()):
-        return times
-    logger.warning('--backend auto: {} does not hold timings ({}); timing '
-                   'again.'.format(memo, str(times).splitlines()[0][:80]))
-    return {}
 
 
 def _time_forward(candidate):
@@ -330,15 +313,15 @@ def _time_forward(candidate):
     return best * 1e3
 
 
-
 def _differs_from_dygraph(model, candidate, memo_dir):
     """None where ``candidate`` gives ``model``'s labels and logits on the
     probe image, else what differs (kept in ``memo_dir``: the export is of
     these weights only)."""
     memo = os.path.join(memo_dir, 'probe.yaml')
-    if os.path.isfile(memo):
-        with open(memo) as f:
-            return yaml.safe_load(f)['differs']
+    kept = _read_memo(memo, lambda data: isinstance(data, dict) and (
+        'differs' in data and isinstance(data['differs'], (str, type(None)))))
+    if kept is not None:
+        return kept['differs']
     x = np.random.RandomState(0).uniform(-2, 2, PROBE_SHAPE).astype('float32')
     raw = isinstance(candidate, ExportedRawModel)
     model.eval()
@@ -449,9 +432,10 @@ def _use_onednn(program, params, device, memo_dir=None):
     if device != 'cpu':
         return False
     memo = memo_dir and os.path.join(memo_dir, 'onednn.yaml')
-    if memo and os.path.isfile(memo):
-        with open(memo) as f:
-            works, why = yaml.safe_load(f)
+    kept = memo and _read_memo(memo, lambda data: isinstance(
+        data, list) and len(data) == 2 and isinstance(data[0], bool))
+    if kept:
+        works, why = kept
     else:
         logger.info('Checking whether oneDNN runs this program correctly...')
         works, why = onednn_works(program, params)
@@ -461,6 +445,23 @@ def _use_onednn(program, params, device, memo_dir=None):
                 'Paddle Inference runs without oneDNN, which fails on this '
                 'program here: {}'.format(why))
     return works
+
+
+def _read_memo(memo, valid):
+    """What the YAML file ``memo`` keeps, where ``valid(data)``; None when
+    it is missing or damaged (then the caller works it out again)."""
+    if not os.path.isfile(memo):
+        return None
+    try:
+        with open(memo) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        data = err
+    if not isinstance(data, Exception) and valid(data):
+        return data
+    logger.warning('{} is damaged ({:.80}); checking again.'.format(
+        memo, str(data).replace('\n', ' ')))
+    return None
 
 
 def _dump_yaml(data, path):
