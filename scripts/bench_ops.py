@@ -197,12 +197,9 @@ def torch_original(spec):
 
 def onnxruntime(spec):
     import onnxruntime as ort
+    from paddleseg_ctx.deploy.backends import onnx_options
     save_dir = os.path.join(spec['workdir'], 'deploy')
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = spec['threads']
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options = onnx_options(spec['threads'])  # the deployed session's
     options.enable_profiling = True
     options.profile_file_prefix = os.path.join(save_dir, 'ort_profile')
     session = ort.InferenceSession(os.path.join(save_dir, 'model.onnx'),

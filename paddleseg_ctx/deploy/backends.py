@@ -19,7 +19,8 @@ import sys
 import numpy as np
 
 __all__ = ['BACKENDS', 'DEVICES', 'InferenceRunner', 'OnnxRunner',
-           'create_runner', 'cpu_cores', 'onednn_works', 'unavailable']
+           'create_runner', 'cpu_cores', 'onednn_works', 'onnx_options',
+           'unavailable']
 
 BACKENDS = ('onnxruntime', 'paddle')
 DEVICES = ('gpu', 'cpu')
@@ -97,6 +98,22 @@ class InferenceRunner:
         return out.copy_to_cpu()
 
 
+def onnx_options(cpu_threads=None):
+    """ONNX Runtime's session options of :class:`OnnxRunner` (also what
+    scripts/bench_ops.py profiles); ``cpu_threads`` None: one per core."""
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = cpu_threads or cpu_cores()
+    # One op at a time, each on all threads: parallel op execution was
+    # slower for these chain-shaped networks.
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    # paddle2onnx leaves unused initializers; skip a warning for each.
+    options.log_severity_level = 3
+    return options
+
+
 class OnnxRunner:
     """An exported ONNX model in ONNX Runtime.
 
@@ -109,15 +126,7 @@ class OnnxRunner:
 
     def __init__(self, onnx_file, cpu_threads=None, device='cpu'):
         import onnxruntime
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = cpu_threads or cpu_cores()
-        # One op at a time, each on all threads: parallel op execution was
-        # slower for these chain-shaped networks.
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = (
-            onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        # paddle2onnx leaves unused initializers; skip a warning for each.
-        options.log_severity_level = 3
+        options = onnx_options(cpu_threads)
         providers = ['CPUExecutionProvider']
         if device == 'gpu':
             providers.insert(0, 'CUDAExecutionProvider')
