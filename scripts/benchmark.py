@@ -38,7 +38,7 @@ repeats 43 minutes.  The default (every case, 512x512 and the published
 crops, 5 repeats) takes about 4 hours; split it into such commands and run
 one per core.  On one core of an Intel Xeon (AVX-512), eval of the five
 implementations plus the operator profiles (--cases dygraph paddleseg torch
-paddle onnxruntime ops --sizes 512x512 --repeats 3) took 27 minutes.  A
+paddle onnxruntime ops --sizes 512x512 --repeats 3) took 13-15 minutes.  A
 training worker peaks at 4 GiB (ISNet-S101: 10 GiB); at
 most five workers are alive at once.
 """
@@ -507,6 +507,12 @@ def paddleseg_goals(name, cases):
 FMA_GOAL = 1.1
 
 
+def peak_time_ms(macs, gflops):
+    """Milliseconds of ``macs`` multiply-adds at ``gflops`` (None: no
+    peak measured)."""
+    return gflops and 2 * macs / (gflops * 1e9) * 1e3
+
+
 def deployed_goals(name, result, size, peak_gflops, fma_gflops):
     """Best deployed backend: 4x PaddleSeg's dygraph class, and within 10%
     of the time the GEMM peak (issue 10) and the FMA peak (issue 21) allow
@@ -520,11 +526,11 @@ def deployed_goals(name, result, size, peak_gflops, fma_gflops):
         yield goal(where + ' speed vs PaddleSeg dygraph',
                    ps['median_ms'] / deployed['median_ms']
                    if ps and deployed else None, 4.0)
-    ideal_ms = 2 * result['macs'][size] / (peak_gflops * 1e9) * 1e3
+    ideal_ms = peak_time_ms(result['macs'][size], peak_gflops)
     yield goal(where + ' time / GEMM-peak time',
                field(deployed, 'median_ms') and
                deployed['median_ms'] / ideal_ms, 1.1, False)
-    fma_ms = fma_gflops and 2 * result['macs'][size] / (fma_gflops * 1e9) * 1e3
+    fma_ms = peak_time_ms(result['macs'][size], fma_gflops)
     yield goal(where + ' time / FMA-peak time',
                field(deployed, 'median_ms') and fma_ms and
                deployed['median_ms'] / fma_ms, FMA_GOAL, False)
@@ -586,8 +592,7 @@ def conv_rates(result, fma_gflops):
     if not hooked:
         return {}
     macs = sum(entry['macs'] for entry in hooked[0].values())
-    fma_ms = fma_gflops and 2 * result['macs'][ops['size']] / (
-        fma_gflops * 1e9) * 1e3
+    fma_ms = peak_time_ms(result['macs'][ops['size']], fma_gflops)
     rates = {}
     for impl, profile in ops['profiles'].items():
         ms = profile.get('groups', {}).get('convolution')
